@@ -1,0 +1,3 @@
+"""kubetasks: Kubernetes-native background tasks for Python."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,121 @@
+"""Fixtures for tests on a real local Kubernetes: one control plane, node agent, Redis and
+S3 server per test session, and a fresh namespace per test.
+
+Nothing here is mocked: etcd, kube-apiserver, kube-controller-manager and kube-scheduler are
+the real binaries, pods run as local processes through the node agent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+from kubetasks.devcluster import ControlPlane
+from kubetasks.devcluster.services import RedisServer, S3Server
+
+REPO = Path(__file__).resolve().parents[2]
+CRDS = REPO / "crds"
+
+Kubectl = Callable[..., str]
+
+
+@pytest.fixture(scope="session")
+def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("kubetasks-session")
+
+
+@pytest.fixture(scope="session")
+def control_plane(session_dir: Path) -> Iterator[ControlPlane]:
+    cp = ControlPlane(session_dir / "cluster").start()
+    try:
+        cp.kubectl("apply", "--server-side", "-f", str(CRDS))
+        cp.kubectl(
+            "wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRDS)
+        )
+        yield cp
+    finally:
+        cp.stop()
+
+
+@pytest.fixture(scope="session")
+def kubectl(control_plane: ControlPlane) -> Kubectl:
+    """``kubectl(*args, input=None, check=True) -> stdout`` as the cluster admin."""
+    return control_plane.kubectl
+
+
+@pytest.fixture(scope="session")
+def kube_api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
+    api = config.new_client_from_config(config_file=str(control_plane.kubeconfig))
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@pytest.fixture(scope="session")
+def node_agent(control_plane: ControlPlane, session_dir: Path) -> Iterator[object]:
+    from kubetasks.devcluster.nodeagent import NodeAgentProcess
+
+    agent = NodeAgentProcess(control_plane, workdir=session_dir / "node")
+    agent.start()
+    try:
+        yield agent
+    finally:
+        agent.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(session_dir: Path) -> Iterator[RedisServer]:
+    with RedisServer(session_dir / "redis") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_server(session_dir: Path) -> Iterator[S3Server]:
+    with S3Server(session_dir / "s3") as server:
+        yield server
+
+
+def _namespace_name(test_name: str) -> str:
+    stem = re.sub(r"[^a-z0-9-]+", "-", test_name.lower()).strip("-")[:40].strip("-")
+    return f"{stem}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def namespace(
+    request: pytest.FixtureRequest, kube_api: client.ApiClient
+) -> Iterator[str]:
+    """A fresh namespace whose default ServiceAccount exists (pods need it)."""
+    name = _namespace_name(request.node.name)
+    core = client.CoreV1Api(kube_api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            core.read_namespaced_service_account("default", name)
+            break
+        except client.ApiException as exc:
+            if exc.status != 404 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(client.ApiException):
+            core.delete_namespace(name)
+
+
+def run_kubectl(control_plane: ControlPlane, *args: str) -> subprocess.CompletedProcess[str]:
+    """kubectl without raising, for tests that assert on failures."""
+    return subprocess.run(
+        [control_plane.binaries.kubectl, f"--kubeconfig={control_plane.kubeconfig}", *args],
+        capture_output=True, text=True, timeout=60,
+    )
