@@ -127,13 +127,14 @@ class ClusterPKI:
 
     def node(self, node_name: str) -> ClientCredentials:
         """Credentials for a node agent, as ``system:node:<name>`` in ``system:nodes``."""
+        # Always issued anew: a file left from an earlier cluster in the same directory is
+        # signed by another CA.
         cert_path = self.directory / f"node-{node_name}.crt"
         key_path = self.directory / f"node-{node_name}.key"
-        if not cert_path.exists():
-            ca = _load_authority(self.ca_cert, self.ca_key)
-            cert, key = _issue(ca, f"system:node:{node_name}", organizations=("system:nodes",))
-            _write_cert(cert_path, cert)
-            _write_key(key_path, key)
+        ca = _load_authority(self.ca_cert, self.ca_key)
+        cert, key = _issue(ca, f"system:node:{node_name}", organizations=("system:nodes",))
+        _write_cert(cert_path, cert)
+        _write_key(key_path, key)
         return ClientCredentials(cert_path, key_path)
 
     def user(self, name: str, groups: tuple[str, ...] = ()) -> ClientCredentials:

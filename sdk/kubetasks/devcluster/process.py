@@ -17,12 +17,32 @@ from kubetasks.devcluster.errors import ComponentError
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    # The child gets SIGKILL when the process that started it dies, even by SIGKILL:
-    # no control-plane process outlives a crashed test session.
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _load_prctl() -> Callable[..., int] | None:
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+# Resolved once here: a dlopen() between fork and exec can deadlock in a threaded parent.
+_PRCTL = _load_prctl()
+
+
+def die_with_parent(parent_pid: int) -> Callable[[], None]:
+    """A ``preexec_fn`` giving the child SIGKILL when ``parent_pid`` dies, even by SIGKILL.
+
+    The signal follows the parent *thread* that forked: fork from a thread that outlives
+    the child. A child whose parent died before the hook ran exits at once.
+    """
+
+    def hook() -> None:
+        if _PRCTL is not None:
+            _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent_pid:
+            os._exit(137)
+
+    return hook
 
 
 def free_port() -> int:
@@ -97,7 +117,8 @@ class ManagedProcess:
                 env=self.env,
                 cwd=self.cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                # No control-plane process outlives a crashed test session.
+                preexec_fn=die_with_parent(os.getpid()),
             )
         finally:
             log.close()
