@@ -22,6 +22,44 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 @main.command()
+@click.option("--namespace", "namespaces", multiple=True,
+              help="Namespace to watch (repeatable); default: KUBETASKS_NAMESPACES, else all.")
+@click.option("--redis-url", default=None, help="Redis URL (KUBETASKS_REDIS_URL).")
+@click.option("--liveness", default="http://0.0.0.0:8080/healthz", show_default=True,
+              help="Liveness endpoint URL; empty to disable.")
+@click.option("--verbose", is_flag=True, help="Log every handler call (noisy).")
+def operator(namespaces: tuple[str, ...], redis_url: str | None, liveness: str,
+             verbose: bool) -> None:
+    """Run the operator (the same as `kopf run -m kubetasks_operator.handlers`)."""
+    import os
+
+    import kopf
+
+    if namespaces:
+        os.environ["KUBETASKS_NAMESPACES"] = ",".join(namespaces)
+    if redis_url:
+        os.environ["KUBETASKS_REDIS_URL"] = redis_url
+    from kubetasks_operator.settings import OperatorSettings
+
+    settings = OperatorSettings.from_env()
+    import logging
+
+    import kubetasks_operator.handlers  # noqa: F401  (registers the handlers)
+
+    kopf.configure(verbose=verbose, debug=False)
+    if not verbose:
+        # Kopf logs every watch event and handler call at INFO/DEBUG: too much at scale.
+        logging.getLogger("kopf").setLevel(logging.WARNING)
+        logging.getLogger("kubetasks").setLevel(logging.INFO)
+    kopf.run(
+        standalone=True,
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        liveness_endpoint=liveness or None,
+    )
+
+
+@main.command()
 @click.option("--workdir", type=click.Path(path_type=Path), default=None,
               help="Where the local cluster keeps its data and logs (default: a temp dir).")
 @click.option("--once", is_flag=True,
@@ -60,3 +98,5 @@ def dev(ctx: click.Context, workdir: Path | None, once: bool) -> None:
     finally:
         click.echo("stopping...", err=True)
         local.stop()
+if __name__ == "__main__":
+    main()

@@ -8,8 +8,10 @@ the real binaries, pods run as local processes through the node agent.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,7 +20,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from kubetasks.devcluster import ControlPlane
+from kubetasks.devcluster import ControllerSettings, ControlPlane
+from kubetasks.devcluster.local import LOCAL_NODE_CAPACITY, OperatorProcess
+from kubetasks.devcluster.nodeagent import NodeAgentProcess
 from kubetasks.devcluster.services import RedisServer, S3Server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,7 +38,10 @@ def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def control_plane(session_dir: Path) -> Iterator[ControlPlane]:
-    cp = ControlPlane(session_dir / "cluster").start()
+    # Raised client limits, as production clusters run: the Job controller is not the
+    # bottleneck of every test then (defaults: about 9 pods/s).
+    cp = ControlPlane(session_dir / "cluster", controller_settings=ControllerSettings.tuned())
+    cp.start()
     try:
         cp.kubectl("apply", "--server-side", "-f", str(CRDS))
         cp.kubectl(
@@ -61,10 +68,10 @@ def kube_api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
 
 
 @pytest.fixture(scope="session")
-def node_agent(control_plane: ControlPlane, session_dir: Path) -> Iterator[object]:
-    from kubetasks.devcluster.nodeagent import NodeAgentProcess
-
-    agent = NodeAgentProcess(control_plane, workdir=session_dir / "node")
+def node_agent(control_plane: ControlPlane, session_dir: Path) -> Iterator[NodeAgentProcess]:
+    agent = NodeAgentProcess(
+        control_plane, workdir=session_dir / "node", **LOCAL_NODE_CAPACITY
+    )
     agent.start()
     try:
         yield agent
@@ -119,3 +126,33 @@ def run_kubectl(control_plane: ControlPlane, *args: str) -> subprocess.Completed
         [control_plane.binaries.kubectl, f"--kubeconfig={control_plane.kubeconfig}", *args],
         capture_output=True, text=True, timeout=60,
     )
+
+
+TASK_PROGRAM = Path(__file__).with_name("taskprogram.py")
+
+
+@pytest.fixture(scope="session")
+def operator(
+    control_plane: ControlPlane,
+    node_agent: NodeAgentProcess,
+    redis_server: RedisServer,
+    s3_server: S3Server,
+    session_dir: Path,
+) -> Iterator[OperatorProcess]:
+    """The kubetasks operator, watching all namespaces; attempts run ``taskprogram.py``."""
+    env = {
+        "KUBECONFIG": str(control_plane.kubeconfig),
+        "KUBETASKS_REDIS_URL": redis_server.url,
+        "KUBETASKS_WORKER_COMMAND": f"{sys.executable} {TASK_PROGRAM}",
+        "KUBETASKS_TASK_ENV": json.dumps(
+            {"KUBETASKS_TEST_KUBECONFIG": str(control_plane.kubeconfig)}
+        ),
+        "KUBETASKS_REPAIR_INTERVAL": "5",
+        "KUBETASKS_TERMINATION_GRACE_SECONDS": "2",
+        **s3_server.env(),
+    }
+    proc = OperatorProcess(session_dir / "operator", env).start()
+    try:
+        yield proc
+    finally:
+        proc.stop()

@@ -1,0 +1,209 @@
+"""The operator's writes to the Kubernetes API, and its start-up reads.
+
+Every write goes through one token bucket (``write_qps``/``write_burst``): Kopf itself has no
+client-side rate limit. Calls run in a small thread pool on the official client, with raw JSON
+in and out (the client's model deserialisation is slow and not needed here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from kubetasks.api.v1alpha1 import API_VERSION, GROUP, VERSION
+from kubetasks.protocol import LABEL_RUN_UID
+
+Json = dict[str, Any]
+COMPONENT = "kubetasks-operator"
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.capacity = float(burst)
+        self.tokens = float(burst)
+        self.updated = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def take(self) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) / self.rate)
+
+
+def _json(response: Any) -> Json:
+    data = response.data if hasattr(response, "data") else response
+    return json.loads(data) if data else {}
+
+
+class KubeAdapter:
+    def __init__(self, api: client.ApiClient, write_qps: float, write_burst: int,
+                 threads: int = 16) -> None:
+        self.api = api
+        self.custom = client.CustomObjectsApi(api)
+        self.batch = client.BatchV1Api(api)
+        self.core = client.CoreV1Api(api)
+        self.bucket = TokenBucket(write_qps, write_burst)
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="kube")
+        self.instance = socket.gethostname()
+        self.writes = 0
+
+    async def _call(self, fn: Any, *args: Any, write: bool = True, **kwargs: Any) -> Any:
+        if write:
+            await self.bucket.take()
+            self.writes += 1
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, lambda: fn(*args, **kwargs))
+
+    # --- reads (start-up rebuild) ----------------------------------------------------------
+
+    async def list_custom(self, plural: str, namespaces: list[str]) -> list[Json]:
+        items: list[Json] = []
+        for ns in namespaces or [None]:  # type: ignore[list-item]
+            cont = None
+            while True:
+                kwargs: dict[str, Any] = {"limit": 500, "_preload_content": False}
+                if cont:
+                    kwargs["_continue"] = cont
+                if ns is None:
+                    resp = await self._call(self.custom.list_cluster_custom_object, GROUP,
+                                            VERSION, plural, write=False, **kwargs)
+                else:
+                    resp = await self._call(self.custom.list_namespaced_custom_object, GROUP,
+                                            VERSION, ns, plural, write=False, **kwargs)
+                body = _json(resp)
+                items.extend(body.get("items", []))
+                cont = (body.get("metadata") or {}).get("continue")
+                if not cont:
+                    break
+        return items
+
+    async def list_labelled(self, kind: str, namespaces: list[str]) -> list[Json]:
+        """Jobs or Pods that belong to a run (label ``kubetasks.dev/run-uid``)."""
+        items: list[Json] = []
+        for ns in namespaces or [None]:  # type: ignore[list-item]
+            fn: Any
+            if kind == "jobs":
+                fn = (self.batch.list_job_for_all_namespaces if ns is None
+                      else self.batch.list_namespaced_job)
+            else:
+                fn = (self.core.list_pod_for_all_namespaces if ns is None
+                      else self.core.list_namespaced_pod)
+            cont = None
+            while True:
+                kwargs: dict[str, Any] = {"label_selector": LABEL_RUN_UID, "limit": 500,
+                                          "_preload_content": False}
+                if cont:
+                    kwargs["_continue"] = cont
+                args = () if ns is None else (ns,)
+                body = _json(await self._call(fn, *args, write=False, **kwargs))
+                for item in body.get("items", []):
+                    item.setdefault("kind", "Job" if kind == "jobs" else "Pod")
+                    items.append(item)
+                cont = (body.get("metadata") or {}).get("continue")
+                if not cont:
+                    break
+        return items
+
+    # --- writes ----------------------------------------------------------------------------
+
+    async def create_job(self, job: Json) -> tuple[Json | None, bool]:
+        """Create the Job; ``(job, created)``. AlreadyExists returns the existing Job."""
+        ns = job["metadata"]["namespace"]
+        try:
+            resp = await self._call(self.batch.create_namespaced_job, ns, job,
+                                    _preload_content=False)
+            return _json(resp), True
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        resp = await self._call(self.batch.read_namespaced_job, job["metadata"]["name"], ns,
+                                write=False, _preload_content=False)
+        return _json(resp), False
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        try:
+            await self._call(
+                self.batch.delete_namespaced_job, name, namespace,
+                body={"propagationPolicy": "Background"}, _preload_content=False,
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def patch_run_status(self, namespace: str, name: str, status: Json) -> Json | None:
+        try:
+            resp = await self._call(
+                self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace,
+                "taskruns", name, {"status": status}, _preload_content=False,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return _json(resp)
+
+    async def cancel_run(self, namespace: str, name: str) -> None:
+        try:
+            await self._call(
+                self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace,
+                "taskruns", name, {"spec": {"cancel": True}}, _preload_content=False,
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def patch_queue_status(self, namespace: str, name: str, status: Json) -> None:
+        try:
+            await self._call(
+                self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace,
+                "taskqueues", name, {"status": status}, _preload_content=False,
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def post_event(self, run: Json, type_: str, reason: str, message: str) -> None:
+        meta = run["metadata"]
+        now = dt.datetime.now(dt.UTC)
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name'][:200]}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": API_VERSION, "kind": "TaskRun", "name": meta["name"],
+                "namespace": meta["namespace"], "uid": meta["uid"],
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": type_,
+            "source": {"component": COMPONENT},
+            "reportingComponent": f"{GROUP}/operator",
+            "reportingInstance": self.instance,
+            "firstTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "count": 1,
+        }
+        # An event is a courtesy: never fail a transition because of one.
+        with contextlib.suppress(ApiException):
+            await self._call(self.core.create_namespaced_event, meta["namespace"], body,
+                             _preload_content=False)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)

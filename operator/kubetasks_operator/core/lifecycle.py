@@ -1,0 +1,591 @@
+"""The TaskRun lifecycle as pure functions: a run's view, its Task and queue, and the clock
+in; the status to write, the actions to take and when to look again out.
+
+    create ─► Delayed ─► Queued ─(slot)─► Executing ─► Completed
+                 │         │ ttl              │ ├─► Retrying ─(backoff)─► Queued-like
+                 ▼         ▼                  │ └─► Failed / TimedOut / Crashed
+              Canceled   Expired              └─► Waiting (children) ─(slot)─► Executing
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import random
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from kubetasks_operator.core.backoff import retry_delay
+from kubetasks_operator.core.model import (
+    AttemptOutcome,
+    AttemptRecord,
+    AttemptResult,
+    Phase,
+    QueueConfig,
+    Reason,
+    RetryPolicy,
+    RunView,
+    TaskDefaults,
+)
+
+MAX_ATTEMPT_RECORDS = 20
+# A started attempt whose Job never shows up in this long is taken as lost.
+ATTEMPT_LOST_GRACE = 60.0
+
+
+# --- actions -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreateJob:
+    attempt: int
+
+
+@dataclass(frozen=True)
+class DeleteJobs:
+    """Delete every Job of the run (cancel)."""
+
+
+@dataclass(frozen=True)
+class CancelChildren:
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ReleaseSlot:
+    pass
+
+
+@dataclass(frozen=True)
+class PostEvent:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+Action = CreateJob | DeleteJobs | CancelChildren | ReleaseSlot | PostEvent
+
+
+@dataclass(frozen=True)
+class SlotRequest:
+    queue: str
+    concurrency_key: str | None
+    score: float  # lower starts first: enqueue time minus priority
+
+
+@dataclass
+class Decision:
+    status: dict[str, Any] = field(default_factory=dict)  # merge patch of .status
+    actions: list[Action] = field(default_factory=list)
+    wants_slot: SlotRequest | None = None
+    wake_at: float | None = None
+
+    def wake(self, at: float | None) -> None:
+        if at is not None and (self.wake_at is None or at < self.wake_at):
+            self.wake_at = at
+
+
+def iso(t: float) -> str:
+    """RFC 3339 with microseconds, as Kubernetes prints them."""
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# --- resolution ----------------------------------------------------------------------------
+
+
+def resolve_queue(run: RunView, task: TaskDefaults | None) -> str:
+    """The run's queue: its own, else its Task's, else one queue per task."""
+    if run.queue_name:
+        return run.queue_name
+    if task is not None and task.queue:
+        return task.queue
+    return run.task_id
+
+
+def effective_queue(
+    run: RunView, task: TaskDefaults | None, declared: QueueConfig | None
+) -> QueueConfig:
+    """The limits that apply: a TaskQueue object wins, then the run's own, then the Task's."""
+    name = resolve_queue(run, task)
+    if declared is not None and declared.concurrency_limit is not None:
+        return declared
+    limit = run.queue_limit
+    if limit is None and task is not None and task.queue in (None, name):
+        limit = task.queue_limit
+    return QueueConfig(
+        name=name,
+        concurrency_limit=limit,
+        concurrency_key_limit=declared.concurrency_key_limit if declared else None,
+        paused=declared.paused if declared else False,
+    )
+
+
+def retry_policy(run: RunView, task: TaskDefaults | None) -> RetryPolicy:
+    policy = task.retry if task is not None else RetryPolicy()
+    if run.max_attempts is not None:
+        policy = RetryPolicy(
+            max_attempts=run.max_attempts, factor=policy.factor,
+            min_timeout=policy.min_timeout, max_timeout=policy.max_timeout,
+            randomize=policy.randomize,
+        )
+    return policy
+
+
+def ttl_seconds(run: RunView, task: TaskDefaults | None) -> int:
+    if run.ttl_seconds is not None:
+        return run.ttl_seconds
+    if task is not None and task.ttl_seconds is not None:
+        return task.ttl_seconds
+    return 0
+
+
+def slot_score(run: RunView) -> float:
+    base = run.enqueued_at if run.enqueued_at is not None else run.created_at
+    return base - run.priority
+
+
+# --- conditions ----------------------------------------------------------------------------
+
+
+def with_condition(
+    run: RunView,
+    conditions: list[dict[str, Any]] | None,
+    type_: str,
+    status: str,
+    reason: str,
+    message: str,
+    now: float,
+    existing: tuple[dict[str, Any], ...],
+) -> list[dict[str, Any]]:
+    """Set one condition by type; keep lastTransitionTime when the status did not change."""
+    current = list(conditions) if conditions is not None else [dict(c) for c in existing]
+    previous = next((c for c in current if c.get("type") == type_), None)
+    entry = {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message[:32768],
+        "lastTransitionTime": (
+            previous["lastTransitionTime"]
+            if previous and previous.get("status") == status and previous.get(
+                "lastTransitionTime")
+            else iso(now).split(".")[0] + "Z"
+        ),
+        "observedGeneration": run.generation,
+    }
+    current = [c for c in current if c.get("type") != type_] + [entry]
+    return current
+
+
+class _Builder:
+    """Accumulates one decision for one run."""
+
+    def __init__(self, run: RunView, now: float, rng: random.Random | None = None) -> None:
+        self.run = run
+        self.now = now
+        self.rng = rng or random.Random(0)
+        self.decision = Decision()
+        self._conditions: list[dict[str, Any]] | None = None
+
+    def set(self, **fields: Any) -> None:
+        self.decision.status.update(fields)
+
+    def condition(self, type_: str, status: str, reason: str, message: str) -> None:
+        self._conditions = with_condition(
+            self.run, self._conditions, type_, status, reason, message, self.now,
+            self.run_conditions,
+        )
+        self.decision.status["conditions"] = self._conditions
+
+    run_conditions: tuple[dict[str, Any], ...] = ()
+
+    def phase(self, phase: Phase, reason: str, message: str) -> None:
+        self.set(phase=phase.value)
+        status = (
+            "True" if phase is Phase.COMPLETED
+            else "False" if phase in (Phase.FAILED, Phase.CANCELED, Phase.EXPIRED,
+                                      Phase.TIMED_OUT, Phase.CRASHED)
+            else "Unknown"
+        )
+        self.condition("Succeeded", status, reason, message)
+
+    def wake(self, at: float | None) -> None:
+        self.decision.wake(at)
+
+    def act(self, action: Action) -> None:
+        self.decision.actions.append(action)
+
+    def event(self, type_: str, reason: str, message: str) -> None:
+        self.act(PostEvent(type_, reason, message))
+
+    def observe(self) -> None:
+        if self.run.observed_generation != self.run.generation:
+            self.set(observedGeneration=self.run.generation)
+
+
+# --- the lifecycle -------------------------------------------------------------------------
+
+
+def reconcile(
+    run: RunView,
+    task: TaskDefaults | None,
+    queue: QueueConfig | None,
+    now: float,
+    rng: random.Random,
+    conditions: tuple[dict[str, Any], ...] = (),
+) -> Decision:
+    """Decide what to do with one run now. Idempotent: the same inputs give the same
+    decision, and a decision already applied yields an empty one."""
+    b = _Builder(run, now, rng)
+    b.run_conditions = conditions
+
+    if run.terminal:
+        _settle_terminal(b)
+        return b.decision
+    b.observe()
+    if run.cancel:
+        _cancel(b)
+        return b.decision
+    if task is None and run.attempt == 0:
+        b.phase(Phase.FAILED, Reason.TASK_NOT_FOUND,
+                f"no Task {run.task_id!r} in namespace {run.namespace}; deploy it "
+                "(`kubetasks deploy`) and trigger again")
+        b.set(finishedTime=iso(now))
+        b.event("Warning", Reason.TASK_NOT_FOUND,
+                f"Task {run.task_id!r} does not exist in namespace {run.namespace}")
+        return b.decision
+
+    config = effective_queue(run, task, queue)
+    if config.concurrency_limit == 0 and run.attempt == 0:
+        b.phase(Phase.FAILED, Reason.INVALID_QUEUE,
+                f"queue {config.name!r} has concurrencyLimit 0, so no run can ever start; "
+                "set a limit of at least 1 (or pause the queue with spec.paused instead)")
+        b.set(finishedTime=iso(now), queue=config.name)
+        b.event("Warning", Reason.INVALID_QUEUE, f"queue {config.name!r} has limit 0")
+        return b.decision
+
+    _refuse_late_reschedule(b)
+    if run.unrecorded_attempt is not None:
+        _adopt(b, run.unrecorded_attempt)
+
+    phase = b.run.phase
+    if phase is Phase.PENDING:
+        _admit(b, task, config)
+    elif phase is Phase.DELAYED:
+        _delayed(b, task, config)
+    elif phase is Phase.QUEUED:
+        _queued(b, config)
+    elif phase is Phase.RETRYING:
+        _retrying(b, config)
+    elif phase is Phase.EXECUTING:
+        _executing(b, task, config)
+    elif phase is Phase.WAITING:
+        _waiting(b, task, config)
+    return b.decision
+
+
+def _adopt(b: _Builder, number: int) -> None:
+    """A Job for attempt ``number`` exists but the status never said so: take it as the
+    current attempt instead of starting another one."""
+    run = b.run
+    started = b.now
+    records = _records_as_status(run)
+    if not any(r["number"] == number for r in records):
+        records.append({"number": number, "job": attempt_job_name(run.name, number),
+                        "startedTime": iso(started)})
+    records = records[-MAX_ATTEMPT_RECORDS:]
+    b.phase(Phase.EXECUTING, Reason.EXECUTING, f"attempt {number} found running (adopted)")
+    b.set(attempt=number, attempts=records, nextAttemptTime=None)
+    if run.started_at is None:
+        b.set(startedTime=iso(started))
+    b.run = replace(
+        run, phase=Phase.EXECUTING, attempt=number, unrecorded_attempt=None,
+        started_at=run.started_at or started,
+        attempts=(*[a for a in run.attempts if a.number != number],
+                  AttemptRecord(number, attempt_job_name(run.name, number), started)),
+    )
+
+
+def _settle_terminal(b: _Builder) -> None:
+    run = b.run
+    if run.live_attempt is None:
+        b.act(ReleaseSlot())
+    elif run.phase is Phase.CANCELED and run.job_exists_for:
+        b.act(DeleteJobs())
+
+
+def _cancel(b: _Builder) -> None:
+    run = b.run
+    if run.job_exists_for:
+        b.act(DeleteJobs())
+    if run.children_waited:
+        b.act(CancelChildren(run.children_waited))
+    if run.live_attempt is None:
+        b.act(ReleaseSlot())
+    b.phase(Phase.CANCELED, Reason.CANCELED, "canceled by request (spec.cancel)")
+    b.set(finishedTime=iso(b.now), nextAttemptTime=None)
+    b.event("Normal", Reason.CANCELED, "run canceled")
+
+
+def _delay_moved(run: RunView) -> bool:
+    a, b = run.delay_until, run.applied_delay_until
+    if a is None or b is None:
+        return a is not b
+    return abs(a - b) > 1e-3
+
+
+def _refuse_late_reschedule(b: _Builder) -> None:
+    run = b.run
+    moved = _delay_moved(run)
+    late = run.phase not in (Phase.PENDING, Phase.DELAYED)
+    if moved and late and run.observed_generation != run.generation:
+        b.condition(
+            "Rescheduled", "False", Reason.RESCHEDULE_REFUSED,
+            f"spec.delayUntil changed while the run is {run.phase.value}; only a Delayed "
+            "run can be rescheduled. Trigger a new run to run it at another time",
+        )
+        b.event("Warning", Reason.RESCHEDULE_REFUSED,
+                f"delayUntil changed after the run left Delayed ({run.phase.value})")
+
+
+def _enqueue(b: _Builder, task: TaskDefaults | None, config: QueueConfig) -> None:
+    run = b.run
+    # A delayed run is enqueued at its delay; otherwise at its trigger time. The TTL
+    # counts from there, even if the operator was down.
+    enqueued = max(run.created_at, run.delay_until or 0.0)
+    ttl = ttl_seconds(run, task)
+    b.phase(Phase.QUEUED, Reason.QUEUED, f"waiting for a slot in queue {config.name!r}")
+    b.set(queue=config.name, enqueuedTime=iso(enqueued),
+          expiresTime=iso(enqueued + ttl) if ttl > 0 else None)
+    if run.delay_until is not None:
+        b.set(delayUntil=iso(run.delay_until))
+    if run.concurrency_key is not None:
+        b.set(concurrencyKey=run.concurrency_key)
+    b.run = replace(run, phase=Phase.QUEUED, enqueued_at=enqueued,
+                    expires_at=enqueued + ttl if ttl > 0 else None)
+    _queued(b, config)
+
+
+def _admit(b: _Builder, task: TaskDefaults | None, config: QueueConfig) -> None:
+    run = b.run
+    if run.delay_until is not None and run.delay_until > b.now:
+        b.phase(Phase.DELAYED, Reason.DELAYED, f"delayed until {iso(run.delay_until)}")
+        b.set(queue=config.name, delayUntil=iso(run.delay_until))
+        b.wake(run.delay_until)
+        return
+    _enqueue(b, task, config)
+
+
+def _delayed(b: _Builder, task: TaskDefaults | None, config: QueueConfig) -> None:
+    run = b.run
+    if run.delay_until is not None and run.delay_until > b.now:
+        if _delay_moved(run):
+            b.set(delayUntil=iso(run.delay_until))
+            b.condition("Rescheduled", "True", Reason.RESCHEDULED,
+                        f"delay moved to {iso(run.delay_until)}")
+            b.set(phase=Phase.DELAYED.value)
+            b.condition("Succeeded", "Unknown", Reason.DELAYED,
+                        f"delayed until {iso(run.delay_until)}")
+            b.event("Normal", Reason.RESCHEDULED, f"delayed until {iso(run.delay_until)}")
+        b.wake(run.delay_until)
+        return
+    _enqueue(b, task, config)
+
+
+def _queued(b: _Builder, config: QueueConfig) -> None:
+    run = b.run
+    if run.attempt == 0 and run.expires_at is not None and b.now >= run.expires_at:
+        b.phase(Phase.EXPIRED, Reason.EXPIRED,
+                f"not started within its TTL (expired at {iso(run.expires_at)})")
+        b.set(finishedTime=iso(b.now))
+        b.event("Warning", Reason.EXPIRED, "run expired before it could start")
+        return
+    if config.paused:
+        b.condition("Succeeded", "Unknown", Reason.QUEUE_PAUSED,
+                    f"queue {config.name!r} is paused")
+    b.decision.wants_slot = SlotRequest(config.name, run.concurrency_key, slot_score(run))
+    if run.attempt == 0:
+        b.wake(run.expires_at)
+
+
+def _retrying(b: _Builder, config: QueueConfig) -> None:
+    run = b.run
+    if run.next_attempt_at is not None and run.next_attempt_at > b.now:
+        b.wake(run.next_attempt_at)
+        return
+    b.decision.wants_slot = SlotRequest(config.name, run.concurrency_key, slot_score(run))
+
+
+def _executing(b: _Builder, task: TaskDefaults | None, config: QueueConfig) -> None:
+    run = b.run
+    result = run.ended_attempt
+    if result is not None and result.number == run.attempt:
+        _attempt_ended(b, task, result)
+        return
+    if run.waiting_on_children > 0:
+        b.phase(Phase.WAITING, Reason.WAITING,
+                f"waiting for {run.waiting_on_children} child run(s); the queue slot is free "
+                "meanwhile")
+        b.act(ReleaseSlot())
+        return
+    if (
+        run.live_attempt is None
+        and run.attempt not in run.job_exists_for
+        and run.attempts
+        and run.attempts[-1].started_at is not None
+    ):
+        started = run.attempts[-1].started_at
+        if b.now - started >= ATTEMPT_LOST_GRACE:
+            lost = AttemptResult(
+                number=run.attempt, outcome=AttemptOutcome.CRASHED,
+                reason=Reason.ATTEMPT_LOST,
+                message="the attempt's Job disappeared before it reported a result",
+                finished_at=b.now,
+            )
+            _attempt_ended(b, task, lost)
+        else:
+            b.wake(started + ATTEMPT_LOST_GRACE)
+
+
+def _waiting(b: _Builder, task: TaskDefaults | None, config: QueueConfig) -> None:
+    run = b.run
+    result = run.ended_attempt
+    if result is not None and result.number == run.attempt:
+        _attempt_ended(b, task, result)
+        return
+    if run.waiting_on_children == 0:
+        b.decision.wants_slot = SlotRequest(config.name, run.concurrency_key, slot_score(run))
+
+
+def _attempt_record(run: RunView, result: AttemptResult) -> list[dict[str, Any]]:
+    records = _records_as_status(run)[-MAX_ATTEMPT_RECORDS:]
+    for entry in records:
+        if entry["number"] != result.number:
+            continue
+        if result.started_at is not None:
+            entry["startedTime"] = iso(result.started_at)
+        entry["finishedTime"] = iso(result.finished_at or 0.0)
+        if result.exit_code is not None:
+            entry["exitCode"] = result.exit_code
+        entry["reason"] = (result.reason or result.outcome.value)[:128]
+        if result.message:
+            entry["message"] = result.message[:4096]
+    return records
+
+
+def _attempt_ended(b: _Builder, task: TaskDefaults | None, result: AttemptResult) -> None:
+    run = b.run
+    b.set(attempts=_attempt_record(run, result))
+    if run.live_attempt is None:
+        b.act(ReleaseSlot())
+    finished = iso(result.finished_at or b.now)
+    outcome = result.outcome
+    if outcome is AttemptOutcome.SUCCEEDED:
+        b.phase(Phase.COMPLETED, Reason.SUCCEEDED, f"attempt {result.number} succeeded")
+        b.set(finishedTime=finished, error=None)
+        if result.output_ref is not None:
+            b.set(outputRef=result.output_ref, output=None)
+        elif result.has_output:
+            b.set(output=result.output)
+        return
+    if result.error is not None:
+        b.set(error=result.error)
+    elif result.message:
+        b.set(error={"type": outcome.value, "message": result.message[:32768]})
+    if outcome is AttemptOutcome.ABORTED:
+        b.phase(Phase.FAILED, Reason.ABORTED,
+                f"attempt {result.number} aborted (AbortTaskRunError): not retried")
+        b.set(finishedTime=finished)
+        b.event("Warning", Reason.ABORTED, f"attempt {result.number} aborted; no retry")
+        return
+    if outcome is AttemptOutcome.TIMED_OUT:
+        b.phase(Phase.TIMED_OUT, Reason.TIMED_OUT,
+                f"attempt {result.number} ran longer than its max duration: not retried")
+        b.set(finishedTime=finished)
+        b.event("Warning", Reason.TIMED_OUT, f"attempt {result.number} exceeded max duration")
+        return
+    policy = retry_policy(run, task)
+    crashed = outcome in (AttemptOutcome.CRASHED, AttemptOutcome.OOM_KILLED)
+    what = (result.reason or outcome.value)
+    if result.number < policy.max_attempts:
+        delay = retry_delay(policy, result.number, b.rng)
+        b.phase(Phase.RETRYING, Reason.RETRYING,
+                f"attempt {result.number} of {policy.max_attempts} ended ({what}); next in "
+                f"{delay:.1f} s")
+        b.set(nextAttemptTime=iso(b.now + delay))
+        b.event("Warning", Reason.RETRYING,
+                f"attempt {result.number} ended ({what}); retrying in {delay:.1f} s")
+        b.wake(b.now + delay)
+        return
+    final = Phase.CRASHED if crashed else Phase.FAILED
+    reason = Reason.CRASHED if crashed else Reason.FAILED
+    b.phase(final, reason,
+            f"attempt {result.number} of {policy.max_attempts} ended ({what}); no attempts left")
+    b.set(finishedTime=finished, nextAttemptTime=None)
+    b.event("Warning", reason, f"run failed after {result.number} attempt(s): {what}")
+
+
+def start_attempt(
+    run: RunView, task: TaskDefaults, decision: Decision, now: float,
+    conditions: tuple[dict[str, Any], ...] = (),
+) -> Decision:
+    """The run got a slot: a new attempt (Queued, Retrying) or a resume (Waiting).
+
+    Merges into ``decision`` (the admission patch, if any) so admission and start are one
+    write.
+    """
+    status = decision.status
+    phase = Phase(status.get("phase", run.phase.value))
+    b = _Builder(run, now)
+    b.run_conditions = conditions
+    b.decision = decision
+    existing = status.get("conditions")
+    b._conditions = list(existing) if existing is not None else None
+    if phase is Phase.WAITING:
+        b.phase(Phase.EXECUTING, Reason.EXECUTING,
+                f"children finished; attempt {run.attempt} continues")
+        return b.decision
+    number = run.attempt + 1
+    job = attempt_job_name(run.name, number)
+    records = [
+        {k: v for k, v in entry.items()}
+        for entry in status.get("attempts", _records_as_status(run))
+    ][-(MAX_ATTEMPT_RECORDS - 1):]
+    records.append({"number": number, "job": job, "startedTime": iso(now)})
+    b.act(CreateJob(number))
+    b.phase(Phase.EXECUTING, Reason.EXECUTING, f"attempt {number} running as Job {job}")
+    b.set(attempt=number, attempts=records, nextAttemptTime=None)
+    if run.started_at is None:
+        b.set(startedTime=iso(now))
+    b.decision.wants_slot = None
+    b.decision.wake_at = None
+    return b.decision
+
+
+def _records_as_status(run: RunView) -> list[dict[str, Any]]:
+    out = []
+    for rec in run.attempts:
+        entry: dict[str, Any] = {"number": rec.number, "job": rec.job}
+        if rec.started_at is not None:
+            entry["startedTime"] = iso(rec.started_at)
+        if rec.finished_at is not None:
+            entry["finishedTime"] = iso(rec.finished_at)
+        if rec.exit_code is not None:
+            entry["exitCode"] = rec.exit_code
+        if rec.reason:
+            entry["reason"] = rec.reason
+        if rec.message:
+            entry["message"] = rec.message
+        out.append(entry)
+    return out
+
+
+def attempt_job_name(run_name: str, attempt: int) -> str:
+    """Job ``<run>-<n>``. Job names must fit a label value (63 characters): a longer run
+    name is cut and a hash of the full name keeps it unique."""
+    name = f"{run_name}-{attempt}"
+    if len(name) <= 63:
+        return name
+    digest = hashlib.sha256(run_name.encode()).hexdigest()[:10]
+    suffix = f"-{digest}-{attempt}"
+    return run_name[: 63 - len(suffix)].rstrip("-.") + suffix

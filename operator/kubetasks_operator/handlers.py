@@ -1,0 +1,169 @@
+"""Thin Kopf handlers: watch events go into the World and wake the scheduler; nothing else.
+
+Run with ``kubetasks operator`` or ``kopf run -m kubetasks_operator.handlers``. No handler
+writes to the API (no diff-base annotations, no per-object timers): the one scheduler loop
+does all writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, cast
+
+import kopf
+from kubernetes import client, config
+from redis.asyncio import Redis
+
+from kubetasks.api.v1alpha1 import GROUP, VERSION
+from kubetasks.protocol import LABEL_RUN_UID
+from kubetasks_operator.adapters.kube import KubeAdapter
+from kubetasks_operator.adapters.slots import SlotStore
+from kubetasks_operator.scheduler import Scheduler
+from kubetasks_operator.settings import OperatorSettings
+from kubetasks_operator.world import World
+
+log = logging.getLogger("kubetasks.operator")
+
+_state: dict[str, Any] = {}
+
+
+def _scheduler() -> Scheduler | None:
+    scheduler = _state.get("scheduler")
+    return scheduler if isinstance(scheduler, Scheduler) else None
+
+
+def _load_kube_client() -> client.ApiClient:
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    configuration = client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = 32
+    return client.ApiClient(configuration)
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    ours = OperatorSettings.from_env()
+    # Our own Events are posted deliberately; Kopf's log-to-Event bridge stays off so that a
+    # busy operator does not flood the API with one Event per handler call.
+    settings.posting.enabled = False
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.connect_timeout = 10
+    settings.queueing.worker_limit = 100
+    settings.queueing.idle_timeout = 0.2
+    api = _load_kube_client()
+    kube = KubeAdapter(api, ours.write_qps, ours.write_burst)
+    redis = Redis.from_url(ours.redis_url)
+    world = World()
+    # Rebuild the picture from the API before any decision: the Redis slot sets are derived
+    # from what really runs, never trusted blindly after a restart.
+    for obj in await kube.list_custom("tasks", ours.namespaces):
+        world.put_task(obj)
+    for obj in await kube.list_custom("taskqueues", ours.namespaces):
+        world.put_queue(obj)
+    for obj in await kube.list_custom("taskruns", ours.namespaces):
+        world.put_run(obj)
+    for obj in await kube.list_labelled("jobs", ours.namespaces):
+        world.put_job(obj)
+    for obj in await kube.list_labelled("pods", ours.namespaces):
+        world.put_pod(obj)
+    scheduler = Scheduler(world, kube, SlotStore(redis), ours)
+    _state.update(world=world, kube=kube, redis=redis, scheduler=scheduler, settings=ours)
+    _state["task"] = asyncio.create_task(scheduler.run_forever(), name="kubetasks-scheduler")
+    await scheduler.ready.wait()
+    log.info("kubetasks operator ready: %d runs, %d jobs, %d pods",
+             len(world.runs), len(world.jobs), len(world.pods))
+
+
+@kopf.on.cleanup()
+async def cleanup(**_: Any) -> None:
+    task = _state.get("task")
+    if isinstance(task, asyncio.Task):
+        task.cancel()
+    redis = _state.get("redis")
+    if isinstance(redis, Redis):
+        await redis.aclose()
+    kube = _state.get("kube")
+    if isinstance(kube, KubeAdapter):
+        kube.close()
+
+
+@kopf.on.probe(id="scheduler")
+def scheduler_probe(**_: Any) -> dict[str, Any]:
+    scheduler = _scheduler()
+    if scheduler is None:
+        raise kopf.TemporaryError("scheduler not started")
+    task = _state.get("task")
+    if isinstance(task, asyncio.Task) and task.done():
+        raise kopf.PermanentError("scheduler loop stopped")
+    return {"waiting": len(scheduler.waiting), "holding": len(scheduler.holders)}
+
+
+def _obj(event: kopf.RawEvent) -> dict[str, Any]:
+    return cast(dict[str, Any], event["object"])
+
+
+def _world() -> World | None:
+    world = _state.get("world")
+    return world if isinstance(world, World) else None
+
+
+@kopf.on.event(GROUP, VERSION, "taskruns")
+def taskrun_event(event: kopf.RawEvent, **_: Any) -> None:
+    world, scheduler = _world(), _scheduler()
+    if world is None or scheduler is None:
+        return
+    obj = _obj(event)
+    if event.get("type") == "DELETED":
+        scheduler.touch(world.drop_run(obj) | {(obj["metadata"]["namespace"],
+                                                obj["metadata"]["name"])})
+    else:
+        scheduler.touch(world.put_run(obj))
+
+
+@kopf.on.event(GROUP, VERSION, "tasks")
+def task_event(event: kopf.RawEvent, **_: Any) -> None:
+    world = _world()
+    if world is None:
+        return
+    if event.get("type") == "DELETED":
+        world.drop_task(_obj(event))
+    else:
+        world.put_task(_obj(event))
+
+
+@kopf.on.event(GROUP, VERSION, "taskqueues")
+def taskqueue_event(event: kopf.RawEvent, **_: Any) -> None:
+    world, scheduler = _world(), _scheduler()
+    if world is None or scheduler is None:
+        return
+    if event.get("type") == "DELETED":
+        world.drop_queue(_obj(event))
+    else:
+        world.put_queue(_obj(event))
+    scheduler.poke()
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={LABEL_RUN_UID: kopf.PRESENT})
+def job_event(event: kopf.RawEvent, **_: Any) -> None:
+    world, scheduler = _world(), _scheduler()
+    if world is None or scheduler is None:
+        return
+    obj = _obj(event)
+    affected = world.drop_job(obj) if event.get("type") == "DELETED" else world.put_job(obj)
+    scheduler.touch(affected)
+
+
+@kopf.on.event("", "v1", "pods", labels={LABEL_RUN_UID: kopf.PRESENT})
+def pod_event(event: kopf.RawEvent, **_: Any) -> None:
+    world, scheduler = _world(), _scheduler()
+    if world is None or scheduler is None:
+        return
+    obj = _obj(event)
+    affected = world.drop_pod(obj) if event.get("type") == "DELETED" else world.put_pod(obj)
+    scheduler.touch(affected)
+    if event.get("type") == "DELETED":
+        scheduler.poke()

@@ -1,0 +1,286 @@
+"""Translate Kubernetes objects (plain JSON dicts) into the decision core's values: a TaskRun
+into a RunView, a Task into TaskDefaults, a TaskQueue into QueueConfig, and an attempt's Job
+and Pod into an AttemptResult. Pure functions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from kubetasks.protocol import (
+    EXIT_ABORT,
+    EXIT_SIGKILL,
+    EXIT_SUCCESS,
+    LABEL_ATTEMPT,
+    decode_termination_message,
+)
+from kubetasks_operator.core.model import (
+    AttemptOutcome,
+    AttemptRecord,
+    AttemptResult,
+    Phase,
+    QueueConfig,
+    RetryPolicy,
+    RunView,
+    TaskDefaults,
+)
+
+Json = dict[str, Any]
+
+
+def parse_time(value: object) -> float | None:
+    if not isinstance(value, str) or not value:
+        return None
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def _int(value: object, default: int | None = None) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def task_defaults(obj: Json) -> TaskDefaults:
+    spec = obj.get("spec") or {}
+    queue = spec.get("queue") or {}
+    retry = spec.get("retry") or {}
+    defaults = RetryPolicy()
+    return TaskDefaults(
+        task_id=obj["metadata"]["name"],
+        image=spec.get("image", ""),
+        entrypoint=spec.get("entrypoint", ""),
+        queue=queue.get("name"),
+        queue_limit=_int(queue.get("concurrencyLimit")),
+        retry=RetryPolicy(
+            max_attempts=_int(retry.get("maxAttempts"), defaults.max_attempts) or 1,
+            factor=float(retry.get("factor", defaults.factor)),
+            min_timeout=float(retry.get("minTimeoutSeconds", defaults.min_timeout)),
+            max_timeout=float(retry.get("maxTimeoutSeconds", defaults.max_timeout)),
+            randomize=bool(retry.get("randomize", defaults.randomize)),
+        ),
+        ttl_seconds=_int(spec.get("ttlSeconds")),
+        max_duration_seconds=_int(spec.get("maxDurationSeconds")),
+        machine=spec.get("machine"),
+    )
+
+
+def queue_config(obj: Json) -> QueueConfig:
+    spec = obj.get("spec") or {}
+    return QueueConfig(
+        name=obj["metadata"]["name"],
+        concurrency_limit=_int(spec.get("concurrencyLimit")),
+        concurrency_key_limit=_int(spec.get("concurrencyKeyLimit")),
+        paused=bool(spec.get("paused", False)),
+    )
+
+
+def attempt_number(obj: Json) -> int | None:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    try:
+        return int(labels.get(LABEL_ATTEMPT, ""))
+    except ValueError:
+        return None
+
+
+def pod_is_live(pod: Json) -> bool:
+    """A pod whose process may still run: not Succeeded or Failed yet."""
+    return (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+
+
+def job_is_live(job: Json, pods: Iterable[Json]) -> bool:
+    """A Job still counts while it has not finished, or while any of its pods runs."""
+    if any(pod_is_live(p) for p in pods):
+        return True
+    if (job.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    return _job_finished(job) is None
+
+
+def _job_finished(job: Json) -> tuple[str, str] | None:
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed"):
+            return cond["type"], cond.get("reason") or ""
+    return None
+
+
+def _job_deadline_exceeded(job: Json | None) -> bool:
+    if job is None:
+        return False
+    return any(
+        c.get("reason") == "DeadlineExceeded" and c.get("status") == "True"
+        for c in (job.get("status") or {}).get("conditions") or []
+    )
+
+
+def _terminated(pod: Json) -> Json:
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        state = (status.get("state") or {}).get("terminated")
+        if state:
+            return dict(state)
+    return {}
+
+
+def attempt_result(number: int, job: Json | None, pods: list[Json]) -> AttemptResult | None:
+    """How attempt ``number`` ended, or ``None`` while it has not ended."""
+    finished_pods = [p for p in pods if not pod_is_live(p)]
+    if any(pod_is_live(p) for p in pods):
+        return None
+    if finished_pods:
+        pod = max(finished_pods, key=lambda p: p["metadata"].get("creationTimestamp", ""))
+        return _result_from_pod(number, job, pod)
+    if job is not None:
+        finished = _job_finished(job)
+        if finished is None:
+            return None
+        kind, reason = finished
+        if kind == "Complete":
+            # Complete without a pod left to read: the output is gone with it.
+            return AttemptResult(number, AttemptOutcome.SUCCEEDED, reason="Completed")
+        outcome = AttemptOutcome.TIMED_OUT if reason == "DeadlineExceeded" else (
+            AttemptOutcome.CRASHED)
+        return AttemptResult(number, outcome, reason=reason or "JobFailed",
+                             message=f"Job {job['metadata']['name']} failed ({reason})")
+    return None
+
+
+def _result_from_pod(number: int, job: Json | None, pod: Json) -> AttemptResult:
+    status = pod.get("status") or {}
+    terminated = _terminated(pod)
+    exit_code = _int(terminated.get("exitCode"))
+    term_reason = terminated.get("reason") or ""
+    pod_reason = status.get("reason") or ""
+    message = terminated.get("message")
+    payload = decode_termination_message(message)
+    started = parse_time(terminated.get("startedAt"))
+    finished = parse_time(terminated.get("finishedAt"))
+
+    if status.get("phase") == "Succeeded" and exit_code in (EXIT_SUCCESS, None):
+        outcome = AttemptOutcome.SUCCEEDED
+    elif pod_reason == "DeadlineExceeded" or _job_deadline_exceeded(job):
+        outcome = AttemptOutcome.TIMED_OUT
+    elif exit_code == EXIT_ABORT:
+        outcome = AttemptOutcome.ABORTED
+    elif term_reason == "OOMKilled":
+        outcome = AttemptOutcome.OOM_KILLED
+    elif exit_code is None or exit_code == EXIT_SIGKILL or exit_code > 128 or pod_reason:
+        outcome = AttemptOutcome.CRASHED
+    else:
+        outcome = AttemptOutcome.FAILED
+
+    reason = pod_reason or term_reason or outcome.value
+    output: object = None
+    has_output = False
+    output_ref = None
+    error = None
+    if payload is not None:
+        if payload.get("ok"):
+            if isinstance(payload.get("outputRef"), dict):
+                output_ref = payload["outputRef"]
+            elif "output" in payload:
+                output, has_output = payload["output"], True
+        elif isinstance(payload.get("error"), dict):
+            err = payload["error"]
+            error = {k: str(err[k])[:32768] for k in ("type", "message", "stack") if k in err}
+    human = None
+    if error is not None:
+        human = f"{error.get('type', 'Error')}: {error.get('message', '')}"
+    elif payload is None and message:
+        human = message
+    elif status.get("message"):
+        human = str(status["message"])
+    return AttemptResult(
+        number=number, outcome=outcome, exit_code=exit_code, reason=reason[:128],
+        message=(human or None) and human[:4096], started_at=started, finished_at=finished,
+        output=output, has_output=has_output, output_ref=output_ref, error=error,
+    )
+
+
+def _records(status: Json) -> tuple[AttemptRecord, ...]:
+    out = []
+    for entry in status.get("attempts") or []:
+        out.append(AttemptRecord(
+            number=int(entry.get("number", 0)),
+            job=str(entry.get("job", "")),
+            started_at=parse_time(entry.get("startedTime")),
+            finished_at=parse_time(entry.get("finishedTime")),
+            exit_code=_int(entry.get("exitCode")),
+            reason=entry.get("reason"),
+            message=entry.get("message"),
+        ))
+    return tuple(out)
+
+
+def run_view(
+    run: Json,
+    jobs: Mapping[int, Json],
+    pods: Mapping[int, list[Json]],
+    children: Iterable[Json] = (),
+) -> RunView:
+    """A TaskRun with its Jobs and Pods (by attempt number) and the child runs that name it
+    as a waiting parent."""
+    meta = run["metadata"]
+    spec = run.get("spec") or {}
+    status = run.get("status") or {}
+    queue = spec.get("queue") or {}
+    attempt = _int(status.get("attempt"), 0) or 0
+    live = None
+    numbers = set(jobs) | set(pods)
+    for number in sorted(numbers):
+        job = jobs.get(number)
+        attempt_pods = pods.get(number, [])
+        alive = job_is_live(job, attempt_pods) if job is not None else any(
+            pod_is_live(p) for p in attempt_pods)
+        if alive:
+            live = number
+    # A Job newer than the status says (the operator stopped between creating the Job and
+    # writing the status) is an unrecorded attempt: the core adopts it, never repeats it.
+    latest = max(numbers, default=0)
+    unrecorded = latest if latest > attempt else None
+    current = unrecorded or attempt
+    ended = None
+    if current and current in numbers:
+        ended = attempt_result(current, jobs.get(current), pods.get(current, []))
+    waiting = [
+        c for c in children
+        if ((c.get("status") or {}).get("phase") not in _TERMINAL_NAMES)
+    ]
+    phase_name = status.get("phase") or "Pending"
+    return RunView(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        uid=meta["uid"],
+        generation=_int(meta.get("generation"), 1) or 1,
+        created_at=parse_time(meta.get("creationTimestamp")) or 0.0,
+        task_id=spec.get("task", ""),
+        cancel=bool(spec.get("cancel", False)),
+        delay_until=parse_time(spec.get("delayUntil")),
+        ttl_seconds=_int(spec.get("ttlSeconds")),
+        queue_name=queue.get("name"),
+        queue_limit=_int(queue.get("concurrencyLimit")),
+        concurrency_key=spec.get("concurrencyKey"),
+        priority=_int(spec.get("priority"), 0) or 0,
+        max_attempts=_int(spec.get("maxAttempts")),
+        max_duration_seconds=_int(spec.get("maxDurationSeconds")),
+        machine=spec.get("machine"),
+        waits_for_parent=((spec.get("parent") or {}).get("uid")
+                          if (spec.get("parent") or {}).get("wait") else None),
+        phase=Phase(phase_name) if phase_name in _PHASE_NAMES else Phase.PENDING,
+        attempt=attempt,
+        attempts=_records(status),
+        status_queue=status.get("queue"),
+        enqueued_at=parse_time(status.get("enqueuedTime")),
+        expires_at=parse_time(status.get("expiresTime")),
+        started_at=parse_time(status.get("startedTime")),
+        next_attempt_at=parse_time(status.get("nextAttemptTime")),
+        applied_delay_until=parse_time(status.get("delayUntil")),
+        observed_generation=_int(status.get("observedGeneration"), 0) or 0,
+        live_attempt=live,
+        unrecorded_attempt=unrecorded,
+        ended_attempt=ended,
+        job_exists_for=frozenset(jobs),
+        waiting_on_children=len(waiting),
+        children_waited=tuple(sorted(c["metadata"]["name"] for c in waiting)),
+    )
+
+
+_PHASE_NAMES = {p.value for p in Phase}
+_TERMINAL_NAMES = {"Completed", "Failed", "Canceled", "Expired", "TimedOut", "Crashed"}

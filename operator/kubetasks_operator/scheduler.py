@@ -1,0 +1,341 @@
+"""The one scheduler loop: it wakes on watch events and on the next due time, asks the
+decision core what to do with the runs that changed, plans which waiting runs get a slot, and
+carries the decisions out through the adapters.
+
+Write order for a start (restart-safe): take the Redis slot, create Job ``<run>-<n>``, then
+patch the status. A crash after the slot leaves a slot without a Job (repair frees it); after
+the Job, an unrecorded attempt (the core adopts it). Nothing ever starts twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from kubetasks_operator.adapters.kube import KubeAdapter
+from kubetasks_operator.adapters.slots import Grant, SlotId, SlotStore
+from kubetasks_operator.core.lifecycle import (
+    CancelChildren,
+    CreateJob,
+    Decision,
+    DeleteJobs,
+    PostEvent,
+    ReleaseSlot,
+    effective_queue,
+    reconcile,
+    resolve_queue,
+    start_attempt,
+)
+from kubetasks_operator.core.model import Phase, RunView
+from kubetasks_operator.core.scheduling import Candidate, KeyId, Usage, plan_starts
+from kubetasks_operator.jobs import attempt_job
+from kubetasks_operator.settings import OperatorSettings
+from kubetasks_operator.world import Key, World
+
+log = logging.getLogger("kubetasks.scheduler")
+RETRY_AFTER_ERROR = 2.0
+
+
+class Scheduler:
+    def __init__(
+        self,
+        world: World,
+        kube: KubeAdapter,
+        slots: SlotStore,
+        settings: OperatorSettings,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.world = world
+        self.kube = kube
+        self.slots = slots
+        self.settings = settings
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.dirty: set[Key] = set()
+        self._timers: list[tuple[float, Key]] = []
+        self._timer_at: dict[Key, float] = {}
+        self.waiting: dict[Key, Decision] = {}
+        self.holders: dict[Key, tuple[str, SlotId]] = {}  # run key -> (run uid, slot)
+        self.orphans: dict[str, SlotId] = {}  # slots of deleted runs, freed once pods are gone
+        self.last_served: dict[KeyId, int] = {}
+        self._turn = 0
+        self._wakeup = asyncio.Event()
+        self._deleting: set[tuple[str, str]] = set()
+        self._queue_status: dict[Key, dict[str, int]] = {}
+        self._next_repair = 0.0
+        self._next_queue_status = 0.0
+        self.decisions = 0
+        self.ready = asyncio.Event()
+
+    # --- inputs ----------------------------------------------------------------------------
+
+    def touch(self, keys: Iterable[Key]) -> None:
+        self.dirty.update(keys)
+        self._wakeup.set()
+
+    def poke(self) -> None:
+        self._wakeup.set()
+
+    def _wake_at(self, key: Key, at: float | None) -> None:
+        if at is None:
+            return
+        current = self._timer_at.get(key)
+        if current is not None and current <= at and current > self.clock():
+            return
+        self._timer_at[key] = at
+        heapq.heappush(self._timers, (at, key))
+
+    # --- slots -----------------------------------------------------------------------------
+
+    def _slot_truth(self) -> dict[Key, tuple[str, SlotId]]:
+        """Who holds a slot according to what really runs: runs with a live attempt, except
+        those waiting on children."""
+        truth: dict[Key, tuple[str, SlotId]] = {}
+        for key in self.world.runs:
+            view = self.world.view(key)
+            if view is None or view.live_attempt is None or view.phase is Phase.WAITING:
+                continue
+            truth[key] = (view.uid, self._slot_id(view))
+        return truth
+
+    def _slot_id(self, view: RunView) -> SlotId:
+        run = self.world.runs[view.key]
+        queue = view.status_queue or resolve_queue(view, self.world.task_for(run))
+        return SlotId(view.namespace, queue, view.concurrency_key)
+
+    async def rebuild_slots(self) -> None:
+        truth = self._slot_truth()
+        holders = {uid: slot for uid, slot in truth.values()}
+        holders.update(self.orphans)
+        await self.slots.rebuild(holders)
+        self.holders = truth
+        self._next_repair = self.clock() + self.settings.repair_interval
+        log.info("slots rebuilt from the API: %d held", len(holders))
+
+    def _usage(self) -> Usage:
+        per_queue: Counter[tuple[str, str]] = Counter()
+        per_key: Counter[tuple[tuple[str, str], str]] = Counter()
+        for _, slot in [*self.holders.values(), *(("", s) for s in self.orphans.values())]:
+            qid = (slot.namespace, slot.queue)
+            per_queue[qid] += 1
+            if slot.concurrency_key is not None:
+                per_key[(qid, slot.concurrency_key)] += 1
+        return Usage(per_queue, per_key)
+
+    async def _release(self, key: Key) -> None:
+        held = self.holders.pop(key, None)
+        if held is not None:
+            await self.slots.release(held[0], held[1])
+            self._wakeup.set()
+
+    # --- the loop --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.rebuild_slots()
+        self.dirty.update(self.world.runs)
+        self.ready.set()
+
+    async def run_forever(self) -> None:
+        await self.start()
+        while True:
+            timeout = None
+            if self._timers:
+                timeout = max(0.0, self._timers[0][0] - self.clock())
+            if not self.dirty:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), timeout)
+            self._wakeup.clear()
+            try:
+                await self.pass_once()
+                await self._housekeeping()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("scheduler pass failed; retrying")
+                await asyncio.sleep(RETRY_AFTER_ERROR)
+
+    def _due(self, now: float) -> set[Key]:
+        due: set[Key] = set()
+        while self._timers and self._timers[0][0] <= now:
+            at, key = heapq.heappop(self._timers)
+            if self._timer_at.get(key) == at:
+                del self._timer_at[key]
+                due.add(key)
+        return due
+
+    async def pass_once(self) -> None:
+        now = self.clock()
+        keys = self.dirty | self._due(now)
+        self.dirty = set()
+        for key in keys:
+            await self._decide(key, now)
+        await self._free_orphans()
+        await self._start_waiting(now)
+
+    async def _decide(self, key: Key, now: float) -> None:
+        view = self.world.view(key)
+        if view is None:
+            self.waiting.pop(key, None)
+            held = self.holders.pop(key, None)
+            if held is not None:
+                self.orphans[held[0]] = held[1]
+            return
+        run = self.world.runs[key]
+        task = self.world.task_for(run)
+        queue = self.world.queue(view.namespace, resolve_queue(view, task))
+        conditions = tuple((run.get("status") or {}).get("conditions") or ())
+        decision = reconcile(view, task, queue, now, self.rng, conditions)
+        self.decisions += 1
+        self._wake_at(key, decision.wake_at)
+        if decision.wants_slot is not None:
+            self.waiting[key] = decision
+            return
+        self.waiting.pop(key, None)
+        await self._apply(key, view, decision)
+
+    async def _start_waiting(self, now: float) -> None:
+        if not self.waiting:
+            return
+        candidates = []
+        for key, decision in self.waiting.items():
+            request = decision.wants_slot
+            assert request is not None
+            candidates.append(
+                Candidate(key[0], key[1], request.queue, request.concurrency_key, request.score)
+            )
+        configs = {}
+        for candidate in candidates:
+            qid = candidate.queue_id
+            if qid not in configs:
+                view = self.world.view((candidate.namespace, candidate.name))
+                if view is None:
+                    continue
+                run = self.world.runs[view.key]
+                task = self.world.task_for(run)
+                configs[qid] = effective_queue(view, task, self.world.queue(*qid))
+        plan = plan_starts(candidates, self._usage(), configs, self.last_served)
+        for candidate in plan:
+            key = (candidate.namespace, candidate.name)
+            pending = self.waiting.get(key)
+            view = self.world.view(key)
+            if pending is None or view is None:
+                continue
+            run = self.world.runs[key]
+            task = self.world.task_for(run)
+            if task is None:
+                continue
+            config = configs[candidate.queue_id]
+            slot = SlotId(view.namespace, candidate.queue, view.concurrency_key)
+            key_limit = (config.concurrency_key_limit if config.concurrency_key_limit
+                         is not None else config.concurrency_limit)
+            grant = await self.slots.acquire(view.uid, slot, config.concurrency_limit,
+                                             key_limit)
+            if grant is Grant.NEEDS_REBUILD:
+                log.warning("Redis lost the slot sets (restart or flush): rebuilding")
+                await self.rebuild_slots()
+                self._wakeup.set()
+                break
+            if grant is Grant.FULL:
+                # Our count disagreed with Redis: trust Redis, repair soon.
+                self._next_repair = min(self._next_repair, now + 1)
+                continue
+            self.holders[key] = (view.uid, slot)
+            self._turn += 1
+            self.last_served[(candidate.queue_id, candidate.concurrency_key)] = self._turn
+            del self.waiting[key]
+            started = start_attempt(view, task, pending, now,
+                                    tuple((run.get("status") or {}).get("conditions") or ()))
+            await self._apply(key, view, started)
+        # Runs still waiting: write their admission (Queued) once.
+        for key, decision in list(self.waiting.items()):
+            if decision.status:
+                view = self.world.view(key)
+                if view is not None:
+                    status, decision.status = decision.status, {}
+                    await self._apply(key, view, Decision(status=status))
+
+    async def _apply(self, key: Key, view: RunView, decision: Decision) -> None:
+        run = self.world.runs.get(key)
+        if run is None:
+            return
+        try:
+            for action in decision.actions:
+                if isinstance(action, CreateJob):
+                    task_key = (view.namespace, view.task_id)
+                    task = self.world.tasks[task_key]
+                    queue = decision.status.get("queue") or view.status_queue or resolve_queue(
+                        view, self.world.task_for(run))
+                    job = attempt_job(run, task, queue, action.attempt, self.settings)
+                    created, _ = await self.kube.create_job(job)
+                    if created:
+                        self.world.put_job(created)
+            if decision.status:
+                patched = await self.kube.patch_run_status(view.namespace, view.name,
+                                                           decision.status)
+                if patched is not None:
+                    self.world.put_run(patched)
+            for action in decision.actions:
+                if isinstance(action, ReleaseSlot):
+                    await self._release(key)
+                elif isinstance(action, DeleteJobs):
+                    for name in self.world.job_names_of(key):
+                        if (view.namespace, name) not in self._deleting:
+                            self._deleting.add((view.namespace, name))
+                            await self.kube.delete_job(view.namespace, name)
+                elif isinstance(action, CancelChildren):
+                    for child in action.names:
+                        await self.kube.cancel_run(view.namespace, child)
+                elif isinstance(action, PostEvent):
+                    await self.kube.post_event(run, action.type, action.reason, action.message)
+        except Exception:
+            log.exception("applying the decision for %s/%s failed; retrying", *key)
+            if any(isinstance(a, CreateJob) for a in decision.actions) and not any(
+                n for n in view.job_exists_for
+            ):
+                # The Job may not exist: give the slot back rather than leak it.
+                await self._release(key)
+            self._wake_at(key, self.clock() + RETRY_AFTER_ERROR)
+
+    async def _free_orphans(self) -> None:
+        for uid in list(self.orphans):
+            if not self.world.pods_of_run.get(uid) and not self.world.jobs_of_run.get(uid):
+                slot = self.orphans.pop(uid)
+                await self.slots.release(uid, slot)
+                self._wakeup.set()
+
+    # --- housekeeping ----------------------------------------------------------------------
+
+    async def _housekeeping(self) -> None:
+        now = self.clock()
+        if now >= self._next_repair:
+            if self._slot_truth() != self.holders or not await self.slots.healthy():
+                log.warning("slot drift found: repairing from the API")
+            await self.rebuild_slots()
+        if now >= self._next_queue_status:
+            self._next_queue_status = now + self.settings.queue_status_interval
+            await self._write_queue_status()
+        if self._deleting:
+            self._deleting = {d for d in self._deleting if d in self.world.jobs}
+
+    async def _write_queue_status(self) -> None:
+        running: Counter[Key] = Counter()
+        queued: Counter[Key] = Counter()
+        for _, slot in self.holders.values():
+            running[(slot.namespace, slot.queue)] += 1
+        for key, decision in self.waiting.items():
+            if decision.wants_slot is not None:
+                queued[(key[0], decision.wants_slot.queue)] += 1
+        for qkey in self.world.queues:
+            status: dict[str, Any] = {"running": running[qkey], "queued": queued[qkey]}
+            if self._queue_status.get(qkey) == status:
+                continue
+            await self.kube.patch_queue_status(qkey[0], qkey[1], status)
+            self._queue_status[qkey] = status

@@ -1,0 +1,68 @@
+"""Operator settings: environment variables (``KUBETASKS_*``), overridable by CLI flags."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from collections.abc import Mapping
+
+from pydantic import BaseModel, Field, field_validator
+
+
+class OperatorSettings(BaseModel):
+    """Every setting, its environment variable and default.
+
+    | env var | meaning |
+    |---|---|
+    | KUBETASKS_REDIS_URL | Redis for queue slots (``redis://127.0.0.1:6379/0``) |
+    | KUBETASKS_NAMESPACES | comma-separated namespaces to watch; empty: cluster-wide |
+    | KUBETASKS_WRITE_QPS / KUBETASKS_WRITE_BURST | client-side limit on API writes |
+    | KUBETASKS_REPAIR_INTERVAL | seconds between Redis repairs from the API (30) |
+    | KUBETASKS_JOB_TTL_SECONDS | ttlSecondsAfterFinished of attempt Jobs (3600) |
+    | KUBETASKS_WORKER_COMMAND | the attempt container's command (``kubetasks worker``) |
+    | KUBETASKS_TASK_SERVICE_ACCOUNT | ServiceAccount of task pods unless the Task names one |
+    | KUBETASKS_TASK_ENV | JSON object of extra env for task pods (e.g. S3 settings) |
+    | KUBETASKS_QUEUE_STATUS_INTERVAL | seconds between TaskQueue status updates (2) |
+    """
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    namespaces: list[str] = Field(default_factory=list)
+    write_qps: float = Field(default=100.0, gt=0)
+    write_burst: int = Field(default=200, ge=1)
+    repair_interval: float = Field(default=30.0, gt=0)
+    job_ttl_seconds: int = Field(default=3600, ge=0)
+    worker_command: list[str] = Field(default_factory=lambda: ["kubetasks", "worker"])
+    task_service_account: str = "default"
+    task_env: dict[str, str] = Field(default_factory=dict)
+    termination_grace_seconds: int = Field(default=30, ge=0)
+    queue_status_interval: float = Field(default=2.0, gt=0)
+
+    @field_validator("worker_command", mode="before")
+    @classmethod
+    def _split_command(cls, value: object) -> object:
+        return shlex.split(value) if isinstance(value, str) else value
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split_namespaces(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [n.strip() for n in value.split(",") if n.strip()]
+        return value
+
+    @field_validator("task_env", mode="before")
+    @classmethod
+    def _parse_env(cls, value: object) -> object:
+        return json.loads(value) if isinstance(value, str) and value else value or {}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object
+                 ) -> OperatorSettings:
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for name in cls.model_fields:
+            key = f"KUBETASKS_{name.upper()}"
+            if key in env:
+                values[name] = env[key]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(values)

@@ -1,0 +1,274 @@
+"""The TaskRun lifecycle decided without any server: state and clock in, actions out."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+from kubetasks_operator.core.lifecycle import (
+    ATTEMPT_LOST_GRACE,
+    CancelChildren,
+    CreateJob,
+    DeleteJobs,
+    PostEvent,
+    ReleaseSlot,
+    attempt_job_name,
+    iso,
+    reconcile,
+    start_attempt,
+)
+from kubetasks_operator.core.model import (
+    AttemptOutcome,
+    AttemptRecord,
+    AttemptResult,
+    Phase,
+    QueueConfig,
+    Reason,
+    RetryPolicy,
+    RunView,
+    TaskDefaults,
+)
+
+T0 = 1_800_000_000.0
+TASK = TaskDefaults(task_id="send-email", image="img", entrypoint="app:send")
+RNG = random.Random(0)
+
+
+def run(**kw: object) -> RunView:
+    base = RunView(namespace="ns", name="r1", uid="u1", generation=1, created_at=T0,
+                   task_id="send-email")
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def condition(decision_status: dict[str, object], type_: str) -> dict[str, object]:
+    conditions = decision_status["conditions"]
+    assert isinstance(conditions, list)
+    return next(c for c in conditions if c["type"] == type_)
+
+
+def test_unknown_task_fails_with_task_not_found_and_an_event() -> None:
+    d = reconcile(run(), None, None, T0, RNG)
+    assert d.status["phase"] == "Failed"
+    assert condition(d.status, "Succeeded")["reason"] == Reason.TASK_NOT_FOUND
+    assert any(isinstance(a, PostEvent) and a.reason == Reason.TASK_NOT_FOUND
+               for a in d.actions)
+    assert d.wants_slot is None
+
+
+def test_new_run_is_queued_in_the_task_queue_and_wants_a_slot() -> None:
+    task = replace(TASK, queue="emails")
+    d = reconcile(run(), task, None, T0 + 1, RNG)
+    assert d.status["phase"] == "Queued"
+    assert d.status["queue"] == "emails"
+    assert d.status["enqueuedTime"] == iso(T0)
+    assert d.wants_slot is not None and d.wants_slot.queue == "emails"
+
+
+def test_default_queue_is_one_per_task() -> None:
+    d = reconcile(run(), TASK, None, T0, RNG)
+    assert d.status["queue"] == "send-email"
+
+
+def test_delayed_run_waits_and_wakes_at_its_delay() -> None:
+    d = reconcile(run(delay_until=T0 + 60), TASK, None, T0, RNG)
+    assert d.status["phase"] == "Delayed"
+    assert d.wants_slot is None
+    assert d.wake_at == T0 + 60
+
+
+def test_delay_passing_enqueues_and_ttl_counts_from_enqueue() -> None:
+    r = run(delay_until=T0 + 60, ttl_seconds=30, phase=Phase.DELAYED,
+            applied_delay_until=T0 + 60)
+    d = reconcile(r, TASK, None, T0 + 60.2, RNG)
+    assert d.status["phase"] == "Queued"
+    assert d.status["enqueuedTime"] == iso(T0 + 60)
+    assert d.status["expiresTime"] == iso(T0 + 90)
+    assert d.wake_at == T0 + 90
+
+
+def test_reschedule_while_delayed_moves_the_wakeup() -> None:
+    r = run(delay_until=T0 + 300, phase=Phase.DELAYED, applied_delay_until=T0 + 60,
+            generation=2, observed_generation=1)
+    d = reconcile(r, TASK, None, T0 + 10, RNG)
+    assert d.wake_at == T0 + 300
+    assert condition(d.status, "Rescheduled")["status"] == "True"
+
+
+def test_reschedule_after_leaving_delayed_is_refused_with_a_condition() -> None:
+    r = run(delay_until=T0 + 300, phase=Phase.QUEUED, applied_delay_until=T0 + 60,
+            enqueued_at=T0 + 60, generation=2, observed_generation=1)
+    d = reconcile(r, TASK, None, T0 + 70, RNG)
+    refused = condition(d.status, "Rescheduled")
+    assert refused["status"] == "False"
+    assert refused["reason"] == Reason.RESCHEDULE_REFUSED
+    assert "only a Delayed run can be rescheduled" in str(refused["message"])
+    # and it does not repeat once observed
+    again = reconcile(replace(r, observed_generation=2), TASK, None, T0 + 71, RNG)
+    assert "conditions" not in again.status
+
+
+def test_queued_run_expires_after_ttl_if_never_started() -> None:
+    r = run(phase=Phase.QUEUED, enqueued_at=T0, expires_at=T0 + 10)
+    d = reconcile(r, TASK, None, T0 + 10, RNG)
+    assert d.status["phase"] == "Expired"
+    assert d.wants_slot is None
+
+
+def test_ttl_zero_never_expires() -> None:
+    d = reconcile(run(ttl_seconds=0), TASK, None, T0, RNG)
+    assert d.status["expiresTime"] is None
+
+
+def test_queue_limit_zero_fails_with_a_clear_reason() -> None:
+    d = reconcile(run(queue_name="q", queue_limit=0), TASK, None, T0, RNG)
+    assert d.status["phase"] == "Failed"
+    assert "concurrencyLimit 0" in str(condition(d.status, "Succeeded")["message"])
+
+
+def test_a_taskqueue_object_overrides_the_runs_limit() -> None:
+    d = reconcile(run(queue_name="q", queue_limit=0), TASK,
+                  QueueConfig("q", concurrency_limit=3), T0, RNG)
+    assert d.status["phase"] == "Queued"
+
+
+def test_start_merges_admission_and_creates_attempt_one() -> None:
+    admitted = reconcile(run(), TASK, None, T0, RNG)
+    d = start_attempt(run(), TASK, admitted, T0 + 0.5)
+    assert CreateJob(1) in d.actions
+    assert d.status["phase"] == "Executing"
+    assert d.status["attempt"] == 1
+    assert d.status["queue"] == "send-email"  # admission fields kept: one write
+    assert d.status["attempts"][-1]["job"] == "r1-1"
+
+
+def executing(**kw: object) -> RunView:
+    base = run(phase=Phase.EXECUTING, attempt=1, enqueued_at=T0, started_at=T0,
+               attempts=(AttemptRecord(1, "r1-1", started_at=T0),),
+               job_exists_for=frozenset({1}), live_attempt=1)
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def ended(outcome: AttemptOutcome, n: int = 1, **kw: object) -> AttemptResult:
+    return AttemptResult(number=n, outcome=outcome, finished_at=T0 + 5, **kw)  # type: ignore[arg-type]
+
+
+def test_success_completes_with_output_and_releases_the_slot() -> None:
+    r = executing(live_attempt=None,
+                  ended_attempt=ended(AttemptOutcome.SUCCEEDED, output={"ok": 1},
+                                      has_output=True, exit_code=0))
+    d = reconcile(r, TASK, None, T0 + 6, RNG)
+    assert d.status["phase"] == "Completed"
+    assert d.status["output"] == {"ok": 1}
+    assert ReleaseSlot() in d.actions
+    assert not any(isinstance(a, PostEvent) for a in d.actions)  # no event for success
+
+
+def test_slot_is_kept_until_the_pod_is_really_gone() -> None:
+    r = executing(live_attempt=1, ended_attempt=ended(AttemptOutcome.SUCCEEDED))
+    d = reconcile(r, TASK, None, T0 + 6, RNG)
+    assert ReleaseSlot() not in d.actions
+
+
+def test_failure_retries_with_backoff_until_max_attempts() -> None:
+    r = executing(live_attempt=None, ended_attempt=ended(AttemptOutcome.FAILED, exit_code=1))
+    d = reconcile(r, TASK, None, T0 + 6, RNG)
+    assert d.status["phase"] == "Retrying"
+    assert d.wake_at is not None and T0 + 7 <= d.wake_at <= T0 + 8
+    last = replace(r, attempt=3, ended_attempt=ended(AttemptOutcome.FAILED, n=3),
+                   attempts=(AttemptRecord(3, "r1-3", started_at=T0),))
+    d3 = reconcile(last, TASK, None, T0 + 6, RNG)
+    assert d3.status["phase"] == "Failed"
+
+
+def test_run_max_attempts_overrides_the_task() -> None:
+    task = replace(TASK, retry=RetryPolicy(max_attempts=5))
+    r = executing(live_attempt=None, max_attempts=1,
+                  ended_attempt=ended(AttemptOutcome.FAILED))
+    assert reconcile(r, task, None, T0 + 6, RNG).status["phase"] == "Failed"
+
+
+def test_abort_fails_at_once() -> None:
+    r = executing(live_attempt=None, ended_attempt=ended(AttemptOutcome.ABORTED))
+    d = reconcile(r, TASK, None, T0 + 6, RNG)
+    assert d.status["phase"] == "Failed"
+    assert condition(d.status, "Succeeded")["reason"] == Reason.ABORTED
+
+
+def test_max_duration_ends_timed_out_without_retry() -> None:
+    r = executing(live_attempt=None, ended_attempt=ended(AttemptOutcome.TIMED_OUT))
+    assert reconcile(r, TASK, None, T0 + 6, RNG).status["phase"] == "TimedOut"
+
+
+def test_oom_kill_is_a_crash_that_retries_and_ends_crashed() -> None:
+    r = executing(live_attempt=None, ended_attempt=ended(AttemptOutcome.OOM_KILLED))
+    assert reconcile(r, TASK, None, T0 + 6, RNG).status["phase"] == "Retrying"
+    last = replace(r, attempt=3, ended_attempt=ended(AttemptOutcome.OOM_KILLED, n=3))
+    assert reconcile(last, TASK, None, T0 + 6, RNG).status["phase"] == "Crashed"
+
+
+def test_retrying_run_wants_a_slot_only_after_backoff() -> None:
+    r = run(phase=Phase.RETRYING, attempt=1, enqueued_at=T0, next_attempt_at=T0 + 5)
+    assert reconcile(r, TASK, None, T0 + 4, RNG).wants_slot is None
+    assert reconcile(r, TASK, None, T0 + 5, RNG).wants_slot is not None
+    d = start_attempt(r, TASK, reconcile(r, TASK, None, T0 + 5, RNG), T0 + 5)
+    assert CreateJob(2) in d.actions
+
+
+def test_retry_never_revives_an_expired_run() -> None:
+    r = run(phase=Phase.EXPIRED, attempt=0)
+    d = reconcile(r, TASK, None, T0 + 100, RNG)
+    assert "phase" not in d.status and d.wants_slot is None
+
+
+def test_cancel_deletes_jobs_cancels_waited_children_and_keeps_slot_until_pods_go() -> None:
+    r = executing(cancel=True, children_waited=("child-a",), generation=2)
+    d = reconcile(r, TASK, None, T0 + 3, RNG)
+    assert d.status["phase"] == "Canceled"
+    assert DeleteJobs() in d.actions
+    assert CancelChildren(("child-a",)) in d.actions
+    assert ReleaseSlot() not in d.actions
+    gone = replace(r, phase=Phase.CANCELED, live_attempt=None, job_exists_for=frozenset())
+    assert ReleaseSlot() in reconcile(gone, TASK, None, T0 + 4, RNG).actions
+
+
+def test_cancel_of_a_finished_run_changes_nothing() -> None:
+    r = run(phase=Phase.COMPLETED, cancel=True)
+    d = reconcile(r, TASK, None, T0, RNG)
+    assert d.status == {} and DeleteJobs() not in d.actions
+
+
+def test_waiting_parent_gives_back_its_slot_and_resumes_with_a_slot() -> None:
+    r = executing(waiting_on_children=1)
+    d = reconcile(r, TASK, None, T0 + 1, RNG)
+    assert d.status["phase"] == "Waiting"
+    assert ReleaseSlot() in d.actions
+    waiting = replace(r, phase=Phase.WAITING, waiting_on_children=0)
+    d2 = reconcile(waiting, TASK, None, T0 + 2, RNG)
+    assert d2.wants_slot is not None
+    d3 = start_attempt(waiting, TASK, d2, T0 + 2)
+    assert d3.status["phase"] == "Executing"
+    assert not any(isinstance(a, CreateJob) for a in d3.actions)
+
+
+def test_a_vanished_job_is_a_lost_attempt_only_after_a_grace_period() -> None:
+    r = executing(live_attempt=None, job_exists_for=frozenset())
+    early = reconcile(r, TASK, None, T0 + 1, RNG)
+    assert "phase" not in early.status
+    assert early.wake_at == T0 + ATTEMPT_LOST_GRACE
+    late = reconcile(r, TASK, None, T0 + ATTEMPT_LOST_GRACE, RNG)
+    assert late.status["phase"] == "Retrying"
+
+
+def test_reconcile_is_idempotent_for_a_settled_run() -> None:
+    r = run(phase=Phase.QUEUED, enqueued_at=T0, observed_generation=1)
+    d = reconcile(r, TASK, None, T0 + 1, RNG)
+    assert d.status == {}
+
+
+def test_job_names_are_deterministic_and_valid_for_long_runs() -> None:
+    assert attempt_job_name("r1", 2) == "r1-2"
+    long_a = "a" * 80
+    long_b = "a" * 79 + "b"
+    assert len(attempt_job_name(long_a, 100)) <= 63
+    assert attempt_job_name(long_a, 1) != attempt_job_name(long_b, 1)
+    assert attempt_job_name(long_a, 1) == attempt_job_name(long_a, 1)
