@@ -3,6 +3,10 @@
 Run with ``kubetasks operator`` or ``kopf run -m kubetasks_operator.handlers``. No handler
 writes to the API (no diff-base annotations, no per-object timers): the one scheduler loop
 does all writes.
+
+The event handlers are ``async`` on purpose although they never await: Kopf runs plain
+functions in a thread pool, and the World, the scheduler's dirty set and its
+``asyncio.Event`` belong to the event loop (a set() from another thread does not wake it).
 """
 
 from __future__ import annotations
@@ -92,7 +96,7 @@ async def cleanup(**_: Any) -> None:
 
 
 @kopf.on.probe(id="scheduler")
-def scheduler_probe(**_: Any) -> dict[str, Any]:
+async def scheduler_probe(**_: Any) -> dict[str, Any]:
     scheduler = _scheduler()
     if scheduler is None:
         raise kopf.TemporaryError("scheduler not started")
@@ -112,7 +116,7 @@ def _world() -> World | None:
 
 
 @kopf.on.event(GROUP, VERSION, "taskruns")
-def taskrun_event(event: kopf.RawEvent, **_: Any) -> None:
+async def taskrun_event(event: kopf.RawEvent, **_: Any) -> None:
     world, scheduler = _world(), _scheduler()
     if world is None or scheduler is None:
         return
@@ -125,7 +129,7 @@ def taskrun_event(event: kopf.RawEvent, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, "tasks")
-def task_event(event: kopf.RawEvent, **_: Any) -> None:
+async def task_event(event: kopf.RawEvent, **_: Any) -> None:
     world = _world()
     if world is None:
         return
@@ -136,7 +140,7 @@ def task_event(event: kopf.RawEvent, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, "taskqueues")
-def taskqueue_event(event: kopf.RawEvent, **_: Any) -> None:
+async def taskqueue_event(event: kopf.RawEvent, **_: Any) -> None:
     world, scheduler = _world(), _scheduler()
     if world is None or scheduler is None:
         return
@@ -148,7 +152,7 @@ def taskqueue_event(event: kopf.RawEvent, **_: Any) -> None:
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_RUN_UID: kopf.PRESENT})
-def job_event(event: kopf.RawEvent, **_: Any) -> None:
+async def job_event(event: kopf.RawEvent, **_: Any) -> None:
     world, scheduler = _world(), _scheduler()
     if world is None or scheduler is None:
         return
@@ -158,7 +162,7 @@ def job_event(event: kopf.RawEvent, **_: Any) -> None:
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_RUN_UID: kopf.PRESENT})
-def pod_event(event: kopf.RawEvent, **_: Any) -> None:
+async def pod_event(event: kopf.RawEvent, **_: Any) -> None:
     world, scheduler = _world(), _scheduler()
     if world is None or scheduler is None:
         return

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from kubetasks_operator.adapters.kube import KubeAdapter
+from kubetasks_operator.adapters.kube import KubeAdapter, refused
 from kubetasks_operator.adapters.slots import Grant, SlotId, SlotStore
 from kubetasks_operator.core.lifecycle import (
     CancelChildren,
@@ -266,6 +266,7 @@ class Scheduler:
         run = self.world.runs.get(key)
         if run is None:
             return
+        create_refused = False
         try:
             for action in decision.actions:
                 if isinstance(action, CreateJob):
@@ -274,7 +275,11 @@ class Scheduler:
                     queue = decision.status.get("queue") or view.status_queue or resolve_queue(
                         view, self.world.task_for(run))
                     job = attempt_job(run, task, queue, action.attempt, self.settings)
-                    created, _ = await self.kube.create_job(job)
+                    try:
+                        created, _ = await self.kube.create_job(job)
+                    except Exception as exc:
+                        create_refused = refused(exc)
+                        raise
                     if created:
                         self.world.put_job(created)
             if decision.status:
@@ -297,10 +302,12 @@ class Scheduler:
                     await self.kube.post_event(run, action.type, action.reason, action.message)
         except Exception:
             log.exception("applying the decision for %s/%s failed; retrying", *key)
-            if any(isinstance(a, CreateJob) for a in decision.actions) and not any(
-                n for n in view.job_exists_for
-            ):
-                # The Job may not exist: give the slot back rather than leak it.
+            if create_refused:
+                # The API refused the Job, so nothing runs: give the slot back. After any
+                # other failure the Job may exist (a create that timed out, or a status write
+                # that failed after the create), and releasing would let another run start
+                # beside it: keep the slot; the retry adopts the Job, and the repair frees
+                # the slot if no Job ever shows up.
                 await self._release(key)
             self._wake_at(key, self.clock() + RETRY_AFTER_ERROR)
 
@@ -333,7 +340,8 @@ class Scheduler:
         for key, decision in self.waiting.items():
             if decision.wants_slot is not None:
                 queued[(key[0], decision.wants_slot.queue)] += 1
-        for qkey in self.world.queues:
+        # A copy: watch handlers add queues while this loop awaits its writes.
+        for qkey in list(self.world.queues):
             status: dict[str, Any] = {"running": running[qkey], "queued": queued[qkey]}
             if self._queue_status.get(qkey) == status:
                 continue

@@ -1,5 +1,5 @@
 """The operator's TaskRun lifecycle on the real control plane, with pods run by the node
-agent. Each test states its runs' behaviour in their payloads (see taskprogram.py)."""
+agent. Each test states its runs' behaviour in their payloads (see tests/cluster/tasks.py)."""
 
 from __future__ import annotations
 
@@ -294,3 +294,54 @@ def test_taskqueue_status_shows_running_and_queued(
 
 def test_operator_is_running(operator: OperatorProcess) -> None:
     assert operator.alive()
+
+
+def test_canceling_a_waiting_parent_cancels_the_child_it_waits_on(
+    kube_api: client.ApiClient, namespace: str
+) -> None:
+    make_task(kube_api, namespace, "slow")
+    parent = make_run(kube_api, namespace, "parent", "slow", {"sleep": 30})
+    wait_for(kube_api, namespace, "parent", ["Executing"])
+    make_run(kube_api, namespace, "child", "slow", {"sleep": 30},
+             parent={"name": "parent", "uid": parent["metadata"]["uid"], "wait": True})
+    make_run(kube_api, namespace, "bystander", "slow", {"sleep": 0.2},
+             parent={"name": "parent", "uid": parent["metadata"]["uid"], "wait": False})
+    wait_for(kube_api, namespace, "parent", ["Waiting"], timeout=20)
+    patch_run(kube_api, namespace, "parent", {"cancel": True})
+    wait_for(kube_api, namespace, "parent", ["Canceled"])
+    wait_for(kube_api, namespace, "child", ["Canceled"], timeout=20)
+    wait_for(kube_api, namespace, "bystander", ["Completed"], timeout=20)
+
+
+def test_priority_jumps_ahead_of_runs_enqueued_up_to_that_many_seconds_earlier(
+    kube_api: client.ApiClient, namespace: str, node_agent: NodeAgentProcess
+) -> None:
+    make_task(kube_api, namespace, "echo", queue={"name": "line"})
+    make_queue(kube_api, namespace, "line", concurrencyLimit=1)
+    make_run(kube_api, namespace, "blocker", "echo", {"sleep": 3})
+    wait_for(kube_api, namespace, "blocker", ["Executing"])
+    make_run(kube_api, namespace, "early", "echo", {})
+    time.sleep(1.1)
+    make_run(kube_api, namespace, "urgent", "echo", {}, priority=60)
+    make_run(kube_api, namespace, "later", "echo", {})
+    wait_all_terminal(kube_api, namespace, timeout=60)
+    order = [e["labels"]["kubetasks.dev/run"]
+             for e in sorted(executions(node_agent, namespace), key=lambda e: e["time"])]
+    assert order == ["blocker", "urgent", "early", "later"]
+
+
+def test_a_key_with_one_run_is_not_stuck_behind_a_key_with_many(
+    kube_api: client.ApiClient, namespace: str, node_agent: NodeAgentProcess
+) -> None:
+    make_task(kube_api, namespace, "echo", queue={"name": "shared"})
+    make_queue(kube_api, namespace, "shared", concurrencyLimit=1)
+    for i in range(25):
+        make_run(kube_api, namespace, f"big{i:02d}", "echo", {}, concurrencyKey="big")
+    time.sleep(1)
+    make_run(kube_api, namespace, "small", "echo", {}, concurrencyKey="small")
+    wait_all_terminal(kube_api, namespace, timeout=120)
+    order = [e["labels"]["kubetasks.dev/run"]
+             for e in sorted(executions(node_agent, namespace), key=lambda e: e["time"])]
+    # FIFO would run "small" last (26th); fair sharing between keys runs it within a
+    # couple of turns of its arrival.
+    assert order.index("small") < 10, order

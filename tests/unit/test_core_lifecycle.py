@@ -214,6 +214,18 @@ def test_retrying_run_wants_a_slot_only_after_backoff() -> None:
     assert CreateJob(2) in d.actions
 
 
+def test_retrying_run_gives_back_the_slot_once_its_failed_job_is_gone() -> None:
+    # The pod ended before its Job did: the run turned Retrying while keeping its slot.
+    r = executing(live_attempt=1, ended_attempt=ended(AttemptOutcome.FAILED, exit_code=1))
+    d = reconcile(r, TASK, None, T0 + 6, RNG)
+    assert d.status["phase"] == "Retrying" and ReleaseSlot() not in d.actions
+    retrying = run(phase=Phase.RETRYING, attempt=1, enqueued_at=T0, next_attempt_at=T0 + 8,
+                   job_exists_for=frozenset({1}))
+    assert ReleaseSlot() not in reconcile(replace(retrying, live_attempt=1), TASK, None,
+                                          T0 + 7, RNG).actions
+    assert ReleaseSlot() in reconcile(retrying, TASK, None, T0 + 7, RNG).actions
+
+
 def test_retry_never_revives_an_expired_run() -> None:
     r = run(phase=Phase.EXPIRED, attempt=0)
     d = reconcile(r, TASK, None, T0 + 100, RNG)

@@ -46,6 +46,12 @@ class TokenBucket:
                 await asyncio.sleep((1 - self.tokens) / self.rate)
 
 
+def refused(exc: BaseException) -> bool:
+    """The API server answered a write with a client error (4xx): it changed nothing. A
+    timeout, a lost connection or a 5xx leaves it unknown whether the write happened."""
+    return isinstance(exc, ApiException) and exc.status is not None and 400 <= exc.status < 500
+
+
 def _json(response: Any) -> Json:
     data = response.data if hasattr(response, "data") else response
     return json.loads(data) if data else {}

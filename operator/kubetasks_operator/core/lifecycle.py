@@ -411,6 +411,10 @@ def _queued(b: _Builder, config: QueueConfig) -> None:
 def _retrying(b: _Builder, config: QueueConfig) -> None:
     run = b.run
     if run.next_attempt_at is not None and run.next_attempt_at > b.now:
+        if run.live_attempt is None:
+            # The failed attempt's pod ended before its Job said so, so the slot was kept
+            # when the run turned Retrying: give it back now, not after the backoff.
+            b.act(ReleaseSlot())
         b.wake(run.next_attempt_at)
         return
     b.decision.wants_slot = SlotRequest(config.name, run.concurrency_key, slot_score(run))

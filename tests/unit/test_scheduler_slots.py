@@ -1,0 +1,105 @@
+"""The scheduler's slot bookkeeping when a write fails, with fake Kubernetes and Redis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from kubetasks_operator.adapters.slots import Grant, SlotId
+from kubetasks_operator.scheduler import Scheduler
+from kubetasks_operator.settings import OperatorSettings
+from kubetasks_operator.world import World
+
+T0 = 1_800_000_000.0
+
+
+class FakeSlots:
+    def __init__(self) -> None:
+        self.held: dict[str, SlotId] = {}
+
+    async def acquire(self, run_id: str, slot: SlotId, limit: int | None,
+                      key_limit: int | None) -> Grant:
+        self.held[run_id] = slot
+        return Grant.GRANTED
+
+    async def release(self, run_id: str, slot: SlotId) -> None:
+        self.held.pop(run_id, None)
+
+    async def rebuild(self, holders: dict[str, SlotId]) -> None:
+        self.held = dict(holders)
+
+    async def healthy(self) -> bool:
+        return True
+
+
+class FakeKube:
+    def __init__(self, create_error: Exception | None = None,
+                 status_error: Exception | None = None) -> None:
+        self.create_error = create_error
+        self.status_error = status_error
+        self.jobs: list[str] = []
+
+    async def create_job(self, job: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        if self.create_error is not None:
+            raise self.create_error
+        self.jobs.append(job["metadata"]["name"])
+        return {**job, "metadata": {**job["metadata"], "resourceVersion": "2"}}, True
+
+    async def patch_run_status(self, namespace: str, name: str, status: dict[str, Any]
+                               ) -> dict[str, Any] | None:
+        if self.status_error is not None:
+            raise self.status_error
+        return None
+
+    async def post_event(self, *args: Any) -> None:
+        pass
+
+
+def one_queued_run() -> World:
+    world = World()
+    world.put_task({"metadata": {"namespace": "ns", "name": "echo"},
+                    "spec": {"image": "img", "entrypoint": "app:run"}})
+    world.put_queue({"metadata": {"namespace": "ns", "name": "one"},
+                     "spec": {"concurrencyLimit": 1}})
+    world.put_run({
+        "metadata": {"namespace": "ns", "name": "r1", "uid": "u1", "generation": 1,
+                     "resourceVersion": "1", "creationTimestamp": "2027-01-15T08:00:00Z"},
+        "spec": {"task": "echo", "queue": {"name": "one"}},
+    })
+    return world
+
+
+async def start_one(kube: FakeKube) -> tuple[Scheduler, FakeSlots]:
+    slots = FakeSlots()
+    scheduler = Scheduler(one_queued_run(), kube, slots,  # type: ignore[arg-type]
+                          OperatorSettings(), clock=lambda: T0)
+    await scheduler.start()
+    await scheduler.pass_once()
+    return scheduler, slots
+
+
+@pytest.mark.parametrize("error", [
+    pytest.param(TimeoutError("read timed out"), id="timeout"),
+    pytest.param(ApiException(status=504), id="gateway-timeout"),
+])
+async def test_a_failed_status_write_after_the_job_was_created_keeps_the_slot(
+    error: Exception,
+) -> None:
+    kube = FakeKube(status_error=error)
+    scheduler, slots = await start_one(kube)
+    assert kube.jobs == ["r1-1"]  # the attempt runs: its slot must stay taken
+    assert "u1" in slots.held
+    assert ("ns", "r1") in scheduler.holders
+
+
+async def test_a_create_that_may_have_happened_keeps_the_slot() -> None:
+    _, slots = await start_one(FakeKube(create_error=TimeoutError("timed out")))
+    assert "u1" in slots.held
+
+
+async def test_a_refused_create_gives_the_slot_back() -> None:
+    scheduler, slots = await start_one(FakeKube(create_error=ApiException(status=422)))
+    assert slots.held == {}
+    assert scheduler.holders == {}
