@@ -47,12 +47,27 @@ def _load_kube_client() -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
+class _NoDiffBase(kopf.DiffBaseStorage):
+    """This operator has only ``on.event`` handlers, so Kopf's per-event essence of each
+    object (a deep copy, about a quarter of the operator's CPU under load) is never used."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return cast(kopf.BodyEssence, {})
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     ours = OperatorSettings.from_env()
     # Our own Events are posted deliberately; Kopf's log-to-Event bridge stays off so that a
     # busy operator does not flood the API with one Event per handler call.
     settings.posting.enabled = False
+    settings.persistence.diffbase_storage = _NoDiffBase()
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.connect_timeout = 10

@@ -87,9 +87,15 @@ def pod_is_live(pod: Json) -> bool:
 
 
 def job_is_live(job: Json, pods: Iterable[Json]) -> bool:
-    """A Job still counts while it has not finished, or while any of its pods runs."""
+    """A Job still counts while any of its pods runs, or until it has a finished pod or a
+    finished condition. With ``backoffLimit: 0`` a finished pod is the attempt's end: the
+    Job starts no other, so the slot is free before the Job controller (which syncs in
+    batches) marks the Job finished."""
+    pods = list(pods)
     if any(pod_is_live(p) for p in pods):
         return True
+    if pods:
+        return False
     if (job.get("metadata") or {}).get("deletionTimestamp"):
         return False
     return _job_finished(job) is None

@@ -41,6 +41,8 @@ from kubetasks_operator.world import Key, World
 
 log = logging.getLogger("kubetasks.scheduler")
 RETRY_AFTER_ERROR = 2.0
+# Runs whose decisions are written at the same time (the writes of one run stay in order).
+APPLY_CONCURRENCY = 32
 
 
 class Scheduler:
@@ -70,6 +72,9 @@ class Scheduler:
         self._wakeup = asyncio.Event()
         self._deleting: set[tuple[str, str]] = set()
         self._queue_status: dict[Key, dict[str, int]] = {}
+        # Tasks confirmed absent by a GET (when), and lookups to make before failing runs.
+        self._missing_tasks: dict[Key, float] = {}
+        self._task_lookups: dict[Key, set[Key]] = {}
         self._next_repair = 0.0
         self._next_queue_status = 0.0
         self.decisions = 0
@@ -175,21 +180,47 @@ class Scheduler:
         now = self.clock()
         keys = self.dirty | self._due(now)
         self.dirty = set()
+        work = []
         for key in keys:
-            await self._decide(key, now)
+            decided = self._decide(key, now)
+            if decided is not None:
+                work.append(decided)
+        await self._apply_all(work)
+        await self._confirm_missing_tasks(now)
         await self._free_orphans()
         await self._start_waiting(now)
 
-    async def _decide(self, key: Key, now: float) -> None:
+    async def _apply_all(self, work: list[tuple[Key, RunView, Decision]]) -> None:
+        """Carry out decisions of different runs concurrently (each run's own steps stay in
+        order); the adapter's rate limit and thread pool bound the pressure on the API."""
+        if not work:
+            return
+        gate = asyncio.Semaphore(APPLY_CONCURRENCY)
+
+        async def one(key: Key, view: RunView, decision: Decision) -> None:
+            async with gate:
+                await self._apply(key, view, decision)
+
+        await asyncio.gather(*(one(*item) for item in work))
+
+    def _decide(self, key: Key, now: float) -> tuple[Key, RunView, Decision] | None:
         view = self.world.view(key)
         if view is None:
             self.waiting.pop(key, None)
             held = self.holders.pop(key, None)
             if held is not None:
                 self.orphans[held[0]] = held[1]
-            return
+            return None
         run = self.world.runs[key]
         task = self.world.task_for(run)
+        if task is None and not view.terminal:
+            # Tasks and runs arrive on separate watch streams: a Task created just before the
+            # run may not be here yet. Ask the API before failing a run with TaskNotFound.
+            task_key = (view.namespace, view.task_id)
+            checked = self._missing_tasks.get(task_key)
+            if checked is None or checked < view.created_at + 1:  # creationTimestamp: whole s
+                self._task_lookups.setdefault(task_key, set()).add(key)
+                return None
         queue = self.world.queue(view.namespace, resolve_queue(view, task))
         conditions = tuple((run.get("status") or {}).get("conditions") or ())
         decision = reconcile(view, task, queue, now, self.rng, conditions)
@@ -197,9 +228,28 @@ class Scheduler:
         self._wake_at(key, decision.wake_at)
         if decision.wants_slot is not None:
             self.waiting[key] = decision
-            return
+            return None
         self.waiting.pop(key, None)
-        await self._apply(key, view, decision)
+        if not decision.status and not decision.actions:
+            return None
+        return (key, view, decision)
+
+    async def _confirm_missing_tasks(self, now: float) -> None:
+        lookups, self._task_lookups = self._task_lookups, {}
+        for task_key, runs in lookups.items():
+            try:
+                found = await self.kube.get_task(*task_key)
+            except Exception:
+                log.exception("looking up Task %s/%s failed; retrying", *task_key)
+                for key in runs:
+                    self._wake_at(key, now + RETRY_AFTER_ERROR)
+                continue
+            if found is not None:
+                self.world.put_task(found)
+                self._missing_tasks.pop(task_key, None)
+            else:
+                self._missing_tasks[task_key] = now
+            self.touch(runs)
 
     async def _start_waiting(self, now: float) -> None:
         if not self.waiting:
@@ -222,6 +272,9 @@ class Scheduler:
                 task = self.world.task_for(run)
                 configs[qid] = effective_queue(view, task, self.world.queue(*qid))
         plan = plan_starts(candidates, self._usage(), configs, self.last_served)
+        # Slots are taken one by one in plan order (Redis answers in well under a millisecond);
+        # the starts they allow are then written concurrently.
+        work: list[tuple[Key, RunView, Decision]] = []
         for candidate in plan:
             key = (candidate.namespace, candidate.name)
             pending = self.waiting.get(key)
@@ -253,14 +306,15 @@ class Scheduler:
             del self.waiting[key]
             started = start_attempt(view, task, pending, now,
                                     tuple((run.get("status") or {}).get("conditions") or ()))
-            await self._apply(key, view, started)
+            work.append((key, view, started))
         # Runs still waiting: write their admission (Queued) once.
         for key, decision in list(self.waiting.items()):
             if decision.status:
-                view = self.world.view(key)
-                if view is not None:
+                waiting_view = self.world.view(key)
+                if waiting_view is not None:
                     status, decision.status = decision.status, {}
-                    await self._apply(key, view, Decision(status=status))
+                    work.append((key, waiting_view, Decision(status=status)))
+        await self._apply_all(work)
 
     async def _apply(self, key: Key, view: RunView, decision: Decision) -> None:
         run = self.world.runs.get(key)

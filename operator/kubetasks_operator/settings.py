@@ -28,8 +28,8 @@ class OperatorSettings(BaseModel):
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     namespaces: list[str] = Field(default_factory=list)
-    write_qps: float = Field(default=100.0, gt=0)
-    write_burst: int = Field(default=200, ge=1)
+    write_qps: float = Field(default=200.0, gt=0)
+    write_burst: int = Field(default=400, ge=1)
     repair_interval: float = Field(default=30.0, gt=0)
     job_ttl_seconds: int = Field(default=3600, ge=0)
     worker_command: list[str] = Field(default_factory=lambda: ["kubetasks", "worker"])

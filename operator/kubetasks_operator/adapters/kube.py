@@ -126,6 +126,17 @@ class KubeAdapter:
                     break
         return items
 
+    async def get_task(self, namespace: str, name: str) -> Json | None:
+        try:
+            resp = await self._call(self.custom.get_namespaced_custom_object, GROUP, VERSION,
+                                    namespace, "tasks", name, write=False,
+                                    _preload_content=False)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return _json(resp)
+
     # --- writes ----------------------------------------------------------------------------
 
     async def create_job(self, job: Json) -> tuple[Json | None, bool]:
