@@ -284,3 +284,10 @@ def test_job_names_are_deterministic_and_valid_for_long_runs() -> None:
     assert len(attempt_job_name(long_a, 100)) <= 63
     assert attempt_job_name(long_a, 1) != attempt_job_name(long_b, 1)
     assert attempt_job_name(long_a, 1) == attempt_job_name(long_a, 1)
+
+
+def test_a_run_waiting_to_retry_fails_if_its_task_was_deleted() -> None:
+    r = run(phase=Phase.RETRYING, attempt=1, enqueued_at=T0, next_attempt_at=T0 + 1)
+    d = reconcile(r, None, None, T0 + 2, RNG)
+    assert d.status["phase"] == "Failed"
+    assert condition(d.status, "Succeeded")["reason"] == Reason.TASK_NOT_FOUND

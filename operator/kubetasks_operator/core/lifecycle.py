@@ -246,7 +246,9 @@ def reconcile(
     if run.cancel:
         _cancel(b)
         return b.decision
-    if task is None and run.attempt == 0:
+    # Without its Task a run cannot start an attempt (the Task holds the image); a running
+    # attempt may still finish.
+    if task is None and run.phase not in (Phase.EXECUTING, Phase.WAITING):
         b.phase(Phase.FAILED, Reason.TASK_NOT_FOUND,
                 f"no Task {run.task_id!r} in namespace {run.namespace}; deploy it "
                 "(`kubetasks deploy`) and trigger again")
