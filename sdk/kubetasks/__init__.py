@@ -1,3 +1,92 @@
-"""kubetasks: Kubernetes-native background tasks for Python."""
+"""kubetasks: Kubernetes-native background tasks for Python.
+
+>>> from kubetasks import task, tasks, runs, queue, idempotency_keys, RetryOptions
+>>> @task(id="send-email", queue=queue("emails", concurrency_limit=5),
+...       retry=RetryOptions(max_attempts=3))
+... def send_email(payload: dict, ctx) -> dict:
+...     return {"sent": payload["to"]}
+>>> handle = send_email.trigger({"to": "a@example.com"}, delay="10m")   # doctest: +SKIP
+>>> runs.retrieve(handle.id).status                                     # doctest: +SKIP
+'Delayed'
+"""
+
+from kubetasks import idempotency_keys, runs, tasks
+from kubetasks.client import Client, configure
+from kubetasks.context import Context
+from kubetasks.errors import (
+    AbortTaskRunError,
+    ApiError,
+    BatchTooLargeError,
+    IdempotencyKeyConflictError,
+    InvalidDelayError,
+    InvalidDurationError,
+    InvalidOptionError,
+    InvalidPayloadError,
+    KubeConfigError,
+    KubetasksError,
+    MetadataTooLargeError,
+    NotInTaskError,
+    OutputTooLargeError,
+    PayloadIntegrityError,
+    PayloadNotSerializableError,
+    PayloadTooLargeError,
+    RunNotDelayedError,
+    RunPollTimeoutError,
+    StorageNotConfiguredError,
+    TaskDefinitionError,
+    TaskRunCanceledError,
+    TaskRunFailedError,
+    TaskRunNotFoundError,
+)
+from kubetasks.handles import Result, Run, RunAttempt, RunError, RunHandle
+from kubetasks.idempotency_keys import IdempotencyKey
+from kubetasks.options import Queue, RetryOptions, TriggerOptionsDict, queue
+from kubetasks.storage import StorageSettings
+from kubetasks.tasks import Task, task
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "AbortTaskRunError",
+    "ApiError",
+    "BatchTooLargeError",
+    "Client",
+    "Context",
+    "IdempotencyKey",
+    "IdempotencyKeyConflictError",
+    "InvalidDelayError",
+    "InvalidDurationError",
+    "InvalidOptionError",
+    "InvalidPayloadError",
+    "KubeConfigError",
+    "KubetasksError",
+    "MetadataTooLargeError",
+    "NotInTaskError",
+    "OutputTooLargeError",
+    "PayloadIntegrityError",
+    "PayloadNotSerializableError",
+    "PayloadTooLargeError",
+    "Queue",
+    "Result",
+    "RetryOptions",
+    "Run",
+    "RunAttempt",
+    "RunError",
+    "RunHandle",
+    "RunNotDelayedError",
+    "RunPollTimeoutError",
+    "StorageNotConfiguredError",
+    "StorageSettings",
+    "Task",
+    "TaskDefinitionError",
+    "TaskRunCanceledError",
+    "TaskRunFailedError",
+    "TaskRunNotFoundError",
+    "TriggerOptionsDict",
+    "configure",
+    "idempotency_keys",
+    "queue",
+    "runs",
+    "task",
+    "tasks",
+]

@@ -10,8 +10,6 @@ from types import FrameType
 
 import click
 
-from kubetasks.devcluster.errors import ComponentError
-
 
 @click.group()
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
@@ -67,6 +65,7 @@ def operator(namespaces: tuple[str, ...], redis_url: str | None, liveness: str,
 @click.pass_context
 def dev(ctx: click.Context, workdir: Path | None, once: bool) -> None:
     """Run kubetasks locally: control plane, node agent, Redis, S3 and the CRDs."""
+    from kubetasks.devcluster.errors import ComponentError
     from kubetasks.devcluster.local import LocalCluster
 
     local = LocalCluster(workdir)
@@ -98,5 +97,64 @@ def dev(ctx: click.Context, workdir: Path | None, once: bool) -> None:
     finally:
         click.echo("stopping...", err=True)
         local.stop()
+@main.command()
+def worker() -> None:
+    """Run one attempt of a task (the entrypoint of an attempt's pod)."""
+    from kubetasks.worker import main as worker_main
+
+    worker_main()
+
+
+@main.command()
+@click.option("--image", required=True, help="Container image that holds the tasks' code.")
+@click.option("--namespace", default=None,
+              help="Namespace of the Task objects; default: KUBETASKS_NAMESPACE, else the "
+                   "kubeconfig context's, else default.")
+@click.option("--env", "env_vars", multiple=True, metavar="NAME=VALUE",
+              help="Environment variable for the tasks' pods (repeatable).")
+@click.option("--service-account", default=None,
+              help="ServiceAccount the tasks' pods run as.")
+@click.option("--dry-run", is_flag=True, help="Print the objects as YAML; apply nothing.")
+@click.argument("module")
+@click.pass_context
+def deploy(ctx: click.Context, image: str, namespace: str | None, env_vars: tuple[str, ...],
+           service_account: str | None, dry_run: bool, module: str) -> None:
+    """Create or update the Task and TaskQueue objects of every task in MODULE
+    (an import path such as myapp.tasks)."""
+    import os
+
+    import yaml
+
+    from kubetasks import deploy as deploying
+    from kubetasks.errors import KubetasksError
+
+    env: dict[str, str] = {}
+    for item in env_vars:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--env")
+        env[name] = value
+    # Like `python -m`: modules in the current directory are importable.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        objects = deploying.manifests(module, image, env, service_account)
+        if dry_run:
+            click.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)
+            return
+        from kubetasks.client import configure
+
+        client = configure(namespace=namespace)
+        for obj in deploying.apply(client, objects):
+            kind, name = obj["kind"], obj["metadata"]["name"]
+            detail = f" ({obj['spec']['entrypoint']})" if kind == "Task" else ""
+            click.echo(f"{kind.lower()}/{name} applied in {client.namespace}{detail}")
+    except (KubetasksError, ImportError) as exc:
+        if ctx.obj["debug"]:
+            raise
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

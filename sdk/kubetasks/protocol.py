@@ -38,6 +38,8 @@ EXIT_ABORT = 65  # the task raised AbortTaskRunError: fail at once, no retry
 EXIT_INTERNAL = 70  # the worker could not run the task (payload, import): retry
 # Killed by SIGKILL (128 + 9), the code an out-of-memory kill also gives.
 EXIT_SIGKILL = 137
+# Stopped by SIGTERM (128 + 15): cancel, deadline or node drain; the task saw a cancellation.
+EXIT_TERMINATED = 143
 
 # The kubelet keeps at most 4096 bytes of a termination message.
 TERMINATION_MESSAGE_LIMIT = 4096

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -20,10 +21,12 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
+import kubetasks
 from kubetasks.devcluster import ControllerSettings, ControlPlane
 from kubetasks.devcluster.local import LOCAL_NODE_CAPACITY, OperatorProcess
 from kubetasks.devcluster.nodeagent import NodeAgentProcess
 from kubetasks.devcluster.services import RedisServer, S3Server
+from kubetasks.storage import StorageSettings
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = REPO / "crds"
@@ -128,7 +131,13 @@ def run_kubectl(control_plane: ControlPlane, *args: str) -> subprocess.Completed
     )
 
 
-TASK_PROGRAM = Path(__file__).with_name("taskprogram.py")
+def task_env(control_plane: ControlPlane, s3_server: S3Server) -> dict[str, str]:
+    """What task pods get from the operator (the node agent passes only declared env)."""
+    return {
+        "KUBECONFIG": str(control_plane.kubeconfig),
+        "PYTHONPATH": str(REPO),
+        **s3_server.env(),
+    }
 
 
 @pytest.fixture(scope="session")
@@ -139,14 +148,14 @@ def operator(
     s3_server: S3Server,
     session_dir: Path,
 ) -> Iterator[OperatorProcess]:
-    """The kubetasks operator, watching all namespaces; attempts run ``taskprogram.py``."""
+    """The kubetasks operator, watching all namespaces. Attempts run the real worker
+    (``python -m kubetasks worker``), which imports the tasks in ``tests/cluster/tasks.py``
+    from the repository (PYTHONPATH) and reaches the API and S3 like a pod would."""
     env = {
         "KUBECONFIG": str(control_plane.kubeconfig),
         "KUBETASKS_REDIS_URL": redis_server.url,
-        "KUBETASKS_WORKER_COMMAND": f"{sys.executable} {TASK_PROGRAM}",
-        "KUBETASKS_TASK_ENV": json.dumps(
-            {"KUBETASKS_TEST_KUBECONFIG": str(control_plane.kubeconfig)}
-        ),
+        "KUBETASKS_WORKER_COMMAND": f"{sys.executable} -m kubetasks worker",
+        "KUBETASKS_TASK_ENV": json.dumps(task_env(control_plane, s3_server)),
         "KUBETASKS_REPAIR_INTERVAL": "5",
         "KUBETASKS_TERMINATION_GRACE_SECONDS": "2",
         **s3_server.env(),
@@ -156,3 +165,30 @@ def operator(
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture
+def sdk(
+    control_plane: ControlPlane, s3_server: S3Server, namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[kubetasks.Client]:
+    """The SDK configured for this test's namespace and the session's S3 server, with the
+    tasks of ``tests/cluster/tasks.py`` deployed there by ``kubetasks deploy``."""
+    env = {**s3_server.env(), "KUBECONFIG": str(control_plane.kubeconfig)}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    deployed = subprocess.run(
+        [sys.executable, "-m", "kubetasks", "deploy", "--image", "local",
+         "--namespace", namespace, "tests.cluster.tasks"],
+        capture_output=True, text=True, timeout=60, cwd=REPO, env={**os.environ, **env},
+    )
+    assert deployed.returncode == 0, deployed.stderr
+    client = kubetasks.configure(
+        kubeconfig=control_plane.kubeconfig, namespace=namespace,
+        storage=StorageSettings(bucket=s3_server.bucket, endpoint=s3_server.endpoint,
+                                region=s3_server.region),
+    )
+    try:
+        yield client
+    finally:
+        client.kube.close()

@@ -27,10 +27,15 @@ def create(api: client.ApiClient, namespace: str, plural: str, body: dict[str, A
     return result
 
 
+# The function in tests/cluster/tasks.py that does what a run's payload says.
+BEHAVE_ENTRYPOINT = "tests.cluster.tasks:run"
+
+
 def make_task(api: client.ApiClient, namespace: str, name: str, **spec: Any) -> None:
+    """A Task whose runs do what their payload says (see tests/cluster/tasks.py)."""
     create(api, namespace, "tasks", {
         "kind": "Task", "metadata": {"name": name},
-        "spec": {"image": "local", "entrypoint": "tests.tasks:run", **spec},
+        "spec": {"image": "local", "entrypoint": BEHAVE_ENTRYPOINT, **spec},
     })
 
 

@@ -1,0 +1,386 @@
+"""Trigger options and task settings in the SDK's Python form, and their translation into
+the API's values: durations, delays, queues, retry options, tags and metadata. Pure: no I/O;
+the clock is passed in."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from kubetasks.errors import (
+    InvalidDelayError,
+    InvalidDurationError,
+    InvalidOptionError,
+    MetadataTooLargeError,
+    PayloadNotSerializableError,
+    TaskDefinitionError,
+)
+from kubetasks.idempotency_keys import IdempotencyKey
+from kubetasks.payloads import encode_json
+
+if TYPE_CHECKING:
+    from kubetasks.api.v1alpha1 import Machine, TriggerOptions
+
+ONE_YEAR = 365 * 24 * 3600
+THIRTY_DAYS = 30 * 24 * 3600
+DEFAULT_IDEMPOTENCY_KEY_TTL = THIRTY_DAYS
+MAX_TAGS = 10
+MAX_TAG_LENGTH = 128
+MAX_METADATA_KEYS = 64
+# Metadata stays inline in the TaskRun (it is never offloaded): keep it small.
+MAX_METADATA_BYTES = 16 * 1024
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DURATION = re.compile(
+    r"^(?:(?P<w>\d+)w)?(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$"
+)
+_UNIT_SECONDS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+
+Duration = str | int | float | dt.timedelta
+"""A duration: ``"1h52m18s"``, ``"88s"``, ``"10m"``, a number of seconds, or a timedelta."""
+Delay = str | dt.datetime | dt.timedelta
+"""A delay: a duration string, an ISO 8601 timestamp, an aware datetime, or a timedelta."""
+
+
+# --- durations and delays --------------------------------------------------------------------
+
+
+def parse_duration_string(text: str) -> int | None:
+    """Seconds in a duration string such as ``"1h52m18s"`` (units w, d, h, m, s, in that
+    order), or ``None`` when the text is not one.
+
+    >>> parse_duration_string("1h52m18s")
+    6738
+    """
+    match = _DURATION.match(text.strip())
+    if match is None or not any(match.groupdict().values()):
+        return None
+    return sum(int(v) * _UNIT_SECONDS[unit] for unit, v in match.groupdict().items() if v)
+
+
+def parse_duration(value: Duration, option: str = "duration") -> float:
+    """Seconds in a duration given as a string, a number of seconds or a timedelta.
+
+    >>> parse_duration("10m")
+    600.0
+    """
+    if isinstance(value, bool):
+        raise InvalidDurationError(option, value, "a boolean is not a duration")
+    if isinstance(value, dt.timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        parsed = parse_duration_string(value)
+        if parsed is None:
+            raise InvalidDurationError(option, value)
+        seconds = float(parsed)
+    else:
+        raise InvalidDurationError(option, value, f"a {type(value).__name__} is not a duration")
+    if math.isnan(seconds) or math.isinf(seconds):
+        raise InvalidDurationError(option, value, "not a finite number")
+    if seconds < 0:
+        raise InvalidDurationError(option, value, "it is negative")
+    return seconds
+
+
+def whole_seconds(value: Duration, option: str, *, minimum: int, maximum: int) -> int:
+    """A duration as whole seconds (fractions round up), within ``[minimum, maximum]``."""
+    seconds = math.ceil(parse_duration(value, option))
+    if seconds < minimum or seconds > maximum:
+        raise InvalidDurationError(
+            option, value, f"it must be between {minimum} and {maximum:,} seconds")
+    return seconds
+
+
+def parse_delay(value: Delay, now: dt.datetime) -> dt.datetime:
+    """The UTC time a delay means: ``now`` plus a duration, or the timestamp it names.
+
+    An ISO 8601 timestamp without a zone is read as UTC; a naive ``datetime`` is refused
+    (Python cannot know which zone it meant).
+
+    >>> now = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    >>> parse_delay("1h52m18s", now).isoformat()
+    '2030-01-01T01:52:18+00:00'
+    """
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise InvalidDelayError(
+                value, "a naive datetime has no timezone: use datetime.now(UTC) + timedelta(...)"
+                " or .replace(tzinfo=...)")
+        return value.astimezone(dt.UTC)
+    if isinstance(value, dt.timedelta):
+        if value < dt.timedelta(0):
+            raise InvalidDelayError(value, "it is negative")
+        return now + value
+    if not isinstance(value, str):
+        raise InvalidDelayError(value, f"a {type(value).__name__} is not a delay")
+    seconds = parse_duration_string(value)
+    if seconds is not None:
+        return now + dt.timedelta(seconds=seconds)
+    try:
+        moment = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidDelayError(value) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC)
+
+
+# --- queues and retries ----------------------------------------------------------------------
+
+
+def check_dns_label(value: str, what: str, example: str) -> str:
+    if not isinstance(value, str) or len(value) > 63 or not _DNS_LABEL.match(value):
+        raise InvalidOptionError(
+            f"{what} {value!r} must be a DNS label: 1-63 lowercase letters, digits and '-', "
+            f"starting and ending with a letter or digit, e.g. {example!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Queue:
+    """A named queue and, optionally, how many of its runs may execute at once."""
+
+    name: str
+    concurrency_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        check_dns_label(self.name, "queue name", "emails")
+        limit = self.concurrency_limit
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10000
+        ):
+            raise InvalidOptionError(
+                f"concurrency_limit of queue {self.name!r} is {limit!r}; use a whole number "
+                "from 1 to 10000, or None for no limit (to stop a queue, pause its TaskQueue)")
+
+
+def queue(name: str, concurrency_limit: int | None = None) -> Queue:
+    """A queue for ``@task(queue=...)`` or the ``queue=`` trigger option.
+
+    >>> emails = queue("emails", concurrency_limit=5)
+    >>> emails.concurrency_limit
+    5
+    """
+    return Queue(name, concurrency_limit)
+
+
+@dataclass(frozen=True)
+class RetryOptions:
+    """How a task's failed attempts are retried: up to ``max_attempts`` attempts, waiting
+    ``min_timeout`` seconds before the first retry, ``factor`` times longer each time, at
+    most ``max_timeout`` seconds, with random jitter when ``randomize``.
+
+    >>> RetryOptions(max_attempts=3, factor=2, min_timeout=1, max_timeout=10, randomize=True)
+    RetryOptions(max_attempts=3, factor=2, min_timeout=1, max_timeout=10, randomize=True)
+    """
+
+    max_attempts: int | None = None
+    factor: float | None = None
+    min_timeout: int | None = None
+    max_timeout: int | None = None
+    randomize: bool | None = None
+
+    def __post_init__(self) -> None:
+        def whole(name: str, value: object, low: int, high: int) -> None:
+            if value is None:
+                return
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise TaskDefinitionError(
+                    f"retry {name} is {value!r}; use a whole number from {low} to {high}")
+
+        whole("max_attempts", self.max_attempts, 1, 100)
+        whole("min_timeout", self.min_timeout, 0, ONE_YEAR)
+        whole("max_timeout", self.max_timeout, 0, ONE_YEAR)
+        if self.factor is not None and (
+            isinstance(self.factor, bool) or not isinstance(self.factor, int | float)
+            or not 1 <= self.factor <= 10
+        ):
+            raise TaskDefinitionError(f"retry factor is {self.factor!r}; use a number from 1 "
+                                      "to 10")
+        if (self.min_timeout is not None and self.max_timeout is not None
+                and self.min_timeout > self.max_timeout):
+            raise TaskDefinitionError(
+                f"retry min_timeout ({self.min_timeout} s) is above max_timeout "
+                f"({self.max_timeout} s); lower min_timeout or raise max_timeout")
+
+    def to_api(self) -> dict[str, Any]:
+        """The Task's ``spec.retry``."""
+        fields = {
+            "maxAttempts": self.max_attempts,
+            "factor": self.factor,
+            "minTimeoutSeconds": self.min_timeout,
+            "maxTimeoutSeconds": self.max_timeout,
+            "randomize": self.randomize,
+        }
+        return {k: v for k, v in fields.items() if v is not None}
+
+
+# --- trigger options -------------------------------------------------------------------------
+
+
+class TriggerOptionsDict(TypedDict, total=False):
+    """The keyword options of every trigger call (``**options``)."""
+
+    delay: Delay
+    """Do not start before then: '1h52m18s', '88s', an ISO 8601 time, an aware datetime."""
+    ttl: Duration
+    """Expire the run if it has not started this long after it was enqueued; 0 disables."""
+    idempotency_key: str | IdempotencyKey
+    """Return the existing run instead of creating one for the same key (see
+    ``idempotency_keys.create``)."""
+    idempotency_key_ttl: Duration
+    """How long the key holds (default 30 days)."""
+    queue: str | Queue
+    """Run on this queue instead of the task's."""
+    concurrency_key: str
+    """Split the queue's concurrency limit per value (e.g. a user id)."""
+    max_attempts: int
+    """Attempts before the run fails, overriding the task's retry policy."""
+    tags: str | Sequence[str]
+    """Up to 10 tags to find the run by."""
+    metadata: Mapping[str, Any]
+    """Small JSON values the task can read as ``ctx.run.metadata``."""
+    max_duration: Duration
+    """Stop each attempt after this long (the run ends TimedOut)."""
+    machine: Machine
+    """Machine preset: micro, small-1x, small-2x, medium-1x, medium-2x, large-1x, large-2x."""
+    priority: Duration
+    """Seconds of head start in the queue."""
+
+
+_OPTION_NAMES = frozenset(TriggerOptionsDict.__annotations__)
+
+
+def normalize_tags(tags: str | Sequence[str]) -> list[str]:
+    """Tags as a list: one string or many, duplicates dropped, at most 10 of 1-128 characters.
+
+    >>> normalize_tags(["a", "b", "a"])
+    ['a', 'b']
+    """
+    items = [tags] if isinstance(tags, str) else list(tags)
+    unique: list[str] = []
+    for tag in items:
+        if not isinstance(tag, str) or not 1 <= len(tag) <= MAX_TAG_LENGTH:
+            raise InvalidOptionError(
+                f"tag {tag!r} must be a string of 1 to {MAX_TAG_LENGTH} characters")
+        if tag not in unique:
+            unique.append(tag)
+    if len(unique) > MAX_TAGS:
+        raise InvalidOptionError(
+            f"{len(unique)} tags given, at most {MAX_TAGS} are allowed; drop some, or put the "
+            "extra information in metadata")
+    return unique
+
+
+def normalize_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """Metadata as a JSON object of at most 64 keys and 16 KiB."""
+    if not isinstance(metadata, Mapping):
+        raise InvalidOptionError(f"metadata must be a mapping of str to JSON values, got "
+                                 f"{type(metadata).__name__}")
+    if len(metadata) > MAX_METADATA_KEYS:
+        raise InvalidOptionError(
+            f"metadata has {len(metadata)} keys, at most {MAX_METADATA_KEYS} are allowed")
+    for key, item in metadata.items():
+        if not isinstance(key, str):
+            raise InvalidOptionError(f"metadata key {key!r} must be a string")
+        if item is None:
+            # The CRD's map of JSON values is not nullable: the API server drops such keys.
+            raise InvalidOptionError(
+                f"metadata[{key!r}] is None, which the API would drop; leave the key out")
+    try:
+        data, value = encode_json(dict(metadata), "metadata")
+    except PayloadNotSerializableError as exc:
+        raise InvalidOptionError(str(exc)) from None
+    if len(data) > MAX_METADATA_BYTES:
+        raise MetadataTooLargeError(len(data), MAX_METADATA_BYTES)
+    assert isinstance(value, dict)
+    return value
+
+
+def check_option_names(options: Mapping[str, Any]) -> None:
+    unknown = sorted(set(options) - _OPTION_NAMES)
+    if unknown:
+        raise InvalidOptionError(
+            f"unknown trigger option(s) {', '.join(unknown)}; the options are "
+            f"{', '.join(sorted(_OPTION_NAMES))}")
+
+
+def to_trigger_options(
+    options: TriggerOptionsDict,
+    now: dt.datetime,
+    key: IdempotencyKey | None = None,
+) -> TriggerOptions:
+    """The API's ``TriggerOptions`` for the SDK's keyword options. The idempotency key comes
+    already resolved (its scope depends on where the trigger runs).
+
+    >>> opts = to_trigger_options({"ttl": "1h", "tags": "vip"}, dt.datetime.now(dt.UTC))
+    >>> (opts.ttl_seconds, opts.tags)
+    (3600, ['vip'])
+    """
+    from pydantic import ValidationError
+
+    from kubetasks.api.v1alpha1 import QueueSpec, TriggerOptions
+
+    check_option_names(options)
+    fields: dict[str, Any] = {}
+    if "delay" in options:
+        fields["delay_until"] = parse_delay(options["delay"], now)
+    if "ttl" in options:
+        fields["ttl_seconds"] = whole_seconds(options["ttl"], "ttl", minimum=0,
+                                              maximum=ONE_YEAR)
+    if key is not None:
+        fields["idempotency_key"] = key.key
+        fields["idempotency_key_scope"] = key.scope
+        fields["idempotency_key_ttl_seconds"] = whole_seconds(
+            options.get("idempotency_key_ttl", DEFAULT_IDEMPOTENCY_KEY_TTL),
+            "idempotency_key_ttl", minimum=1, maximum=ONE_YEAR)
+    elif "idempotency_key_ttl" in options:
+        raise InvalidOptionError("idempotency_key_ttl needs idempotency_key; set the key or "
+                                 "drop the ttl")
+    if "queue" in options:
+        q = options["queue"]
+        if isinstance(q, str):
+            q = Queue(q)
+        if not isinstance(q, Queue):
+            raise InvalidOptionError(
+                f"queue must be a name or kubetasks.queue(name, concurrency_limit=...), got "
+                f"{q!r}")
+        fields["queue"] = QueueSpec(name=q.name, concurrency_limit=q.concurrency_limit)
+    if "concurrency_key" in options:
+        ck = options["concurrency_key"]
+        if not isinstance(ck, str) or not 1 <= len(ck) <= 256:
+            raise InvalidOptionError(
+                f"concurrency_key {ck!r} must be a string of 1 to 256 characters")
+        fields["concurrency_key"] = ck
+    if "max_attempts" in options:
+        attempts = options["max_attempts"]
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or not (
+                1 <= attempts <= 100):
+            raise InvalidOptionError(
+                f"max_attempts is {attempts!r}; use a whole number from 1 (no retries) to 100")
+        fields["max_attempts"] = attempts
+    if "tags" in options:
+        fields["tags"] = normalize_tags(options["tags"]) or None
+    if "metadata" in options:
+        fields["metadata"] = normalize_metadata(options["metadata"])
+    if "max_duration" in options:
+        fields["max_duration_seconds"] = whole_seconds(
+            options["max_duration"], "max_duration", minimum=1, maximum=ONE_YEAR)
+    if "machine" in options:
+        fields["machine"] = options["machine"]
+    if "priority" in options:
+        fields["priority"] = whole_seconds(options["priority"], "priority", minimum=0,
+                                           maximum=THIRTY_DAYS)
+    try:
+        return TriggerOptions(**fields)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'options'}: {err['msg']}"
+            for err in exc.errors())
+        raise InvalidOptionError(f"invalid trigger options: {problems}") from None
