@@ -42,6 +42,14 @@ def iso(t: float) -> str:
     return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def extra_env() -> dict[str, str]:
+    """Operator settings from this process's environment (KUBETASKS_WRITE_QPS=... etc.)."""
+    import os
+
+    keep = ("KUBETASKS_WRITE_QPS", "KUBETASKS_WRITE_BURST", "KUBETASKS_REPAIR_INTERVAL")
+    return {k: os.environ[k] for k in keep if k in os.environ}
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
@@ -78,7 +86,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with LocalCluster(controller_settings=ControllerSettings.tuned()) as local:
-        env = {**local.env(), "KUBETASKS_WORKER_COMMAND": shlex.join(WORKER)}
+        env = {**local.env(), "KUBETASKS_WORKER_COMMAND": shlex.join(WORKER), **extra_env()}
         op = OperatorProcess(local.workdir / "operator", env).start()
         try:
             api_client = config.new_client_from_config(str(local.control_plane.kubeconfig))

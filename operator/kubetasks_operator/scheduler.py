@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import logging
 import random
@@ -42,7 +43,8 @@ from kubetasks_operator.world import Key, World
 log = logging.getLogger("kubetasks.scheduler")
 RETRY_AFTER_ERROR = 2.0
 # Runs whose decisions are written at the same time (the writes of one run stay in order).
-APPLY_CONCURRENCY = 32
+APPLY_CONCURRENCY = 64
+SLOW_PASS = 0.25
 
 
 class Scheduler:
@@ -71,6 +73,8 @@ class Scheduler:
         self._turn = 0
         self._wakeup = asyncio.Event()
         self._deleting: set[tuple[str, str]] = set()
+        self._inflight: dict[Key, asyncio.Task[bool]] = {}
+        self._gate = asyncio.Semaphore(APPLY_CONCURRENCY)
         self._queue_status: dict[Key, dict[str, int]] = {}
         # Tasks confirmed absent by a GET (when), and lookups to make before failing runs.
         self._missing_tasks: dict[Key, float] = {}
@@ -118,6 +122,8 @@ class Scheduler:
 
     async def rebuild_slots(self) -> None:
         truth = self._slot_truth()
+        # A start whose Job create is still in flight holds its slot too.
+        truth.update({k: self.holders[k] for k in self._inflight if k in self.holders})
         holders = {uid: slot for uid, slot in truth.values()}
         holders.update(self.orphans)
         await self.slots.rebuild(holders)
@@ -159,8 +165,13 @@ class Scheduler:
                     await asyncio.wait_for(self._wakeup.wait(), timeout)
             self._wakeup.clear()
             try:
+                started = time.monotonic()
                 await self.pass_once()
                 await self._housekeeping()
+                took = time.monotonic() - started
+                if took > SLOW_PASS:
+                    log.warning("a scheduler pass took %.2f s (%d runs waiting for a slot)",
+                                took, len(self.waiting))
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -191,19 +202,32 @@ class Scheduler:
         await self._start_waiting(now)
 
     async def _apply_all(self, work: list[tuple[Key, RunView, Decision]]) -> None:
-        """Carry out decisions of different runs concurrently (each run's own steps stay in
-        order); the adapter's rate limit and thread pool bound the pressure on the API."""
-        if not work:
-            return
-        gate = asyncio.Semaphore(APPLY_CONCURRENCY)
+        """Start carrying out decisions without waiting for them: the loop goes on deciding
+        while writes are in flight. A run with a write in flight is not decided again until
+        the write is done (then it is looked at anew), so each run's steps stay in order."""
+        for key, view, decision in work:
+            task = asyncio.create_task(self._apply_gated(key, view, decision))
+            self._inflight[key] = task
+            task.add_done_callback(functools.partial(self._write_done, key))
 
-        async def one(key: Key, view: RunView, decision: Decision) -> None:
-            async with gate:
-                await self._apply(key, view, decision)
+    async def _apply_gated(self, key: Key, view: RunView, decision: Decision) -> bool:
+        async with self._gate:
+            return await self._apply(key, view, decision)
 
-        await asyncio.gather(*(one(*item) for item in work))
+    def _write_done(self, key: Key, task: asyncio.Task[bool]) -> None:
+        self._inflight.pop(key, None)
+        # After a failed write the run's retry timer brings it back, not a hot loop.
+        if not task.cancelled() and task.exception() is None and task.result():
+            self.touch((key,))
+
+    async def drain(self) -> None:
+        """Wait for every write in flight (tests, shutdown)."""
+        while self._inflight:
+            await asyncio.gather(*list(self._inflight.values()), return_exceptions=True)
 
     def _decide(self, key: Key, now: float) -> tuple[Key, RunView, Decision] | None:
+        if key in self._inflight:
+            return None  # looked at again when its write is done
         view = self.world.view(key)
         if view is None:
             self.waiting.pop(key, None)
@@ -279,7 +303,7 @@ class Scheduler:
             key = (candidate.namespace, candidate.name)
             pending = self.waiting.get(key)
             view = self.world.view(key)
-            if pending is None or view is None:
+            if pending is None or view is None or key in self._inflight:
                 continue
             run = self.world.runs[key]
             task = self.world.task_for(run)
@@ -309,17 +333,17 @@ class Scheduler:
             work.append((key, view, started))
         # Runs still waiting: write their admission (Queued) once.
         for key, decision in list(self.waiting.items()):
-            if decision.status:
+            if decision.status and key not in self._inflight:
                 waiting_view = self.world.view(key)
                 if waiting_view is not None:
                     status, decision.status = decision.status, {}
                     work.append((key, waiting_view, Decision(status=status)))
         await self._apply_all(work)
 
-    async def _apply(self, key: Key, view: RunView, decision: Decision) -> None:
+    async def _apply(self, key: Key, view: RunView, decision: Decision) -> bool:
         run = self.world.runs.get(key)
         if run is None:
-            return
+            return True
         create_refused = False
         try:
             for action in decision.actions:
@@ -364,6 +388,8 @@ class Scheduler:
                 # the slot if no Job ever shows up.
                 await self._release(key)
             self._wake_at(key, self.clock() + RETRY_AFTER_ERROR)
+            return False
+        return True
 
     async def _free_orphans(self) -> None:
         for uid in list(self.orphans):
@@ -377,7 +403,9 @@ class Scheduler:
     async def _housekeeping(self) -> None:
         now = self.clock()
         if now >= self._next_repair:
-            if self._slot_truth() != self.holders or not await self.slots.healthy():
+            truth = self._slot_truth()
+            truth.update({k: self.holders[k] for k in self._inflight if k in self.holders})
+            if truth != self.holders or not await self.slots.healthy():
                 log.warning("slot drift found: repairing from the API")
             await self.rebuild_slots()
         if now >= self._next_queue_status:

@@ -291,3 +291,12 @@ def test_a_run_waiting_to_retry_fails_if_its_task_was_deleted() -> None:
     d = reconcile(r, None, None, T0 + 2, RNG)
     assert d.status["phase"] == "Failed"
     assert condition(d.status, "Succeeded")["reason"] == Reason.TASK_NOT_FOUND
+
+
+def test_a_run_in_a_paused_queue_writes_its_condition_once() -> None:
+    r = run(phase=Phase.QUEUED, enqueued_at=T0, observed_generation=1)
+    paused = QueueConfig("send-email", paused=True)
+    first = reconcile(r, TASK, paused, T0 + 1, RNG)
+    assert condition(first.status, "Succeeded")["reason"] == Reason.QUEUE_PAUSED
+    again = reconcile(r, TASK, paused, T0 + 2, RNG, tuple(first.status["conditions"]))
+    assert again.status == {}

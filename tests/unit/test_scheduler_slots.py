@@ -77,6 +77,7 @@ async def start_one(kube: FakeKube) -> tuple[Scheduler, FakeSlots]:
                           OperatorSettings(), clock=lambda: T0)
     await scheduler.start()
     await scheduler.pass_once()
+    await scheduler.drain()
     return scheduler, slots
 
 

@@ -191,6 +191,11 @@ class _Builder:
         self.decision.status.update(fields)
 
     def condition(self, type_: str, status: str, reason: str, message: str) -> None:
+        current = self._conditions if self._conditions is not None else self.run_conditions
+        same = next((c for c in current if c.get("type") == type_), None)
+        if same is not None and (same.get("status"), same.get("reason"),
+                                 same.get("message")) == (status, reason, message[:32768]):
+            return  # unchanged: writing it again would only cost a write and an event
         self._conditions = with_condition(
             self.run, self._conditions, type_, status, reason, message, self.now,
             self.run_conditions,
