@@ -83,8 +83,8 @@ def encode_json(value: Any, what: str = "value") -> tuple[bytes, Any]:
 def has_nested_null(value: Any) -> bool:
     """True when a null sits inside an object or array of ``value``.
 
-    The operator copies inline outputs into the run's status with a JSON merge patch, where
-    a null member means "delete": such outputs go to object storage to arrive intact.
+    In a JSON merge patch a null member means "delete": the operator writes such outputs
+    into the run's status with a JSON patch instead.
 
     >>> has_nested_null({"a": [1, None]}), has_nested_null(None)
     (True, False)

@@ -45,7 +45,7 @@ from kubetasks.errors import (
     TaskRunCanceledError,
 )
 from kubetasks.handles import parse_time, read_run
-from kubetasks.payloads import decode_json, encode_output, has_nested_null, validate_as
+from kubetasks.payloads import decode_json, encode_output, validate_as
 from kubetasks.protocol import (
     DEFAULT_TERMINATION_MESSAGE_PATH,
     ENV_ATTEMPT,
@@ -289,12 +289,6 @@ def finish(client: Client, env: WorkerEnv, kind: str, value: Any) -> Outcome:
     inline = {"ok": True, "output": encoded.value}
     fits = (encoded.size <= client.inline_limit
             and len(encode_termination_message(inline).encode()) <= TERMINATION_MESSAGE_LIMIT)
-    if fits and has_nested_null(encoded.value):
-        if client.storage.settings.bucket:
-            fits = False
-        else:
-            log.warning("the output has null members, which the run's status cannot keep "
-                        "(they are dropped); configure KUBETASKS_S3_BUCKET to keep them")
     if fits:
         return Outcome(EXIT_SUCCESS, inline)
     try:
