@@ -85,7 +85,7 @@ def attempt_job(
         {"name": ENV_ENTRYPOINT, "value": task_spec.get("entrypoint", "")},
         {"name": ENV_ATTEMPT, "value": str(attempt)},
         {"name": ENV_POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        *({"name": k, "value": v} for k, v in settings.task_env.items()),
+        *settings.pod_env(),
         *(task_spec.get("env") or []),
     ]
     container: Json = {

@@ -24,6 +24,10 @@ class OperatorSettings(BaseModel):
     | KUBETASKS_TASK_SERVICE_ACCOUNT | ServiceAccount of task pods unless the Task names one |
     | KUBETASKS_TASK_ENV | JSON object of extra env for task pods (e.g. S3 settings) |
     | KUBETASKS_QUEUE_STATUS_INTERVAL | seconds between TaskQueue status updates (2) |
+    | KUBETASKS_S3_ENDPOINT / _BUCKET / _REGION | object storage for payloads and outputs, |
+    |   KUBETASKS_PRESIGN_EXPIRY | passed on to every attempt's pod |
+    | KUBETASKS_S3_CREDENTIALS_SECRET | a Secret (keys AWS_ACCESS_KEY_ID, |
+    |   | AWS_SECRET_ACCESS_KEY) the pods read their S3 credentials from, by reference |
     """
 
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -37,6 +41,28 @@ class OperatorSettings(BaseModel):
     task_env: dict[str, str] = Field(default_factory=dict)
     termination_grace_seconds: int = Field(default=30, ge=0)
     queue_status_interval: float = Field(default=2.0, gt=0)
+    s3_endpoint: str | None = None
+    s3_bucket: str | None = None
+    s3_region: str | None = None
+    presign_expiry: int | None = Field(default=None, ge=1)
+    s3_credentials_secret: str | None = None
+
+    def pod_env(self) -> list[dict[str, object]]:
+        """Env of every attempt's container: the S3 settings (credentials only as a Secret
+        reference, never as values), then ``task_env``."""
+        env: list[dict[str, object]] = []
+        for name, value in (("KUBETASKS_S3_ENDPOINT", self.s3_endpoint),
+                            ("KUBETASKS_S3_BUCKET", self.s3_bucket),
+                            ("KUBETASKS_S3_REGION", self.s3_region),
+                            ("KUBETASKS_PRESIGN_EXPIRY", self.presign_expiry)):
+            if value is not None and name not in self.task_env:
+                env.append({"name": name, "value": str(value)})
+        if self.s3_credentials_secret:
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+                env.append({"name": key, "valueFrom": {"secretKeyRef": {
+                    "name": self.s3_credentials_secret, "key": key}}})
+        env.extend({"name": k, "value": v} for k, v in self.task_env.items())
+        return env
 
     @field_validator("worker_command", mode="before")
     @classmethod
