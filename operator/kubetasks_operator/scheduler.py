@@ -34,7 +34,7 @@ from kubetasks_operator.core.lifecycle import (
     resolve_queue,
     start_attempt,
 )
-from kubetasks_operator.core.model import Phase, RunView
+from kubetasks_operator.core.model import TERMINAL, Phase, QueueConfig, RunView
 from kubetasks_operator.core.scheduling import Candidate, KeyId, Usage, plan_starts
 from kubetasks_operator.jobs import attempt_job
 from kubetasks_operator.settings import OperatorSettings
@@ -42,6 +42,7 @@ from kubetasks_operator.world import Key, World
 
 log = logging.getLogger("kubetasks.scheduler")
 RETRY_AFTER_ERROR = 2.0
+_TERMINAL_NAMES = frozenset(p.value for p in TERMINAL)
 # Runs whose decisions are written at the same time (the writes of one run stay in order).
 APPLY_CONCURRENCY = 64
 SLOW_PASS = 0.25
@@ -192,10 +193,14 @@ class Scheduler:
         keys = self.dirty | self._due(now)
         self.dirty = set()
         work = []
-        for key in keys:
-            decided = self._decide(key, now)
-            if decided is not None:
-                work.append(decided)
+        try:
+            for key in keys:
+                decided = self._decide(key, now)
+                if decided is not None:
+                    work.append(decided)
+        except BaseException:
+            self.dirty |= keys  # nothing is lost: the next pass looks at them again
+            raise
         await self._apply_all(work)
         await self._confirm_missing_tasks(now)
         await self._free_orphans()
@@ -258,6 +263,47 @@ class Scheduler:
             return None
         return (key, view, decision)
 
+    async def _grant(
+        self,
+        plan: list[Candidate],
+        configs: dict[tuple[str, str], QueueConfig],
+        work: list[tuple[Key, RunView, Decision]],
+        now: float,
+    ) -> None:
+        """Take slots in plan order; each granted run's start is appended to ``work``."""
+        for candidate in plan:
+            key = (candidate.namespace, candidate.name)
+            pending = self.waiting.get(key)
+            view = self.world.view(key)
+            if pending is None or view is None or key in self._inflight:
+                continue
+            run = self.world.runs[key]
+            task = self.world.task_for(run)
+            if task is None:
+                continue
+            config = configs[candidate.queue_id]
+            slot = SlotId(view.namespace, candidate.queue, view.concurrency_key)
+            key_limit = (config.concurrency_key_limit if config.concurrency_key_limit
+                         is not None else config.concurrency_limit)
+            grant = await self.slots.acquire(view.uid, slot, config.concurrency_limit,
+                                             key_limit)
+            if grant is Grant.NEEDS_REBUILD:
+                log.warning("Redis lost the slot sets (restart or flush): rebuilding")
+                await self.rebuild_slots()
+                self._wakeup.set()
+                break
+            if grant is Grant.FULL:
+                # Our count disagreed with Redis: trust Redis, repair soon.
+                self._next_repair = min(self._next_repair, now + 1)
+                continue
+            self.holders[key] = (view.uid, slot)
+            self._turn += 1
+            self.last_served[(candidate.queue_id, candidate.concurrency_key)] = self._turn
+            del self.waiting[key]
+            started = start_attempt(view, task, pending, now,
+                                    tuple((run.get("status") or {}).get("conditions") or ()))
+            work.append((key, view, started))
+
     async def _confirm_missing_tasks(self, now: float) -> None:
         lookups, self._task_lookups = self._task_lookups, {}
         for task_key, runs in lookups.items():
@@ -299,38 +345,14 @@ class Scheduler:
         # Slots are taken one by one in plan order (Redis answers in well under a millisecond);
         # the starts they allow are then written concurrently.
         work: list[tuple[Key, RunView, Decision]] = []
-        for candidate in plan:
-            key = (candidate.namespace, candidate.name)
-            pending = self.waiting.get(key)
-            view = self.world.view(key)
-            if pending is None or view is None or key in self._inflight:
-                continue
-            run = self.world.runs[key]
-            task = self.world.task_for(run)
-            if task is None:
-                continue
-            config = configs[candidate.queue_id]
-            slot = SlotId(view.namespace, candidate.queue, view.concurrency_key)
-            key_limit = (config.concurrency_key_limit if config.concurrency_key_limit
-                         is not None else config.concurrency_limit)
-            grant = await self.slots.acquire(view.uid, slot, config.concurrency_limit,
-                                             key_limit)
-            if grant is Grant.NEEDS_REBUILD:
-                log.warning("Redis lost the slot sets (restart or flush): rebuilding")
-                await self.rebuild_slots()
-                self._wakeup.set()
-                break
-            if grant is Grant.FULL:
-                # Our count disagreed with Redis: trust Redis, repair soon.
-                self._next_repair = min(self._next_repair, now + 1)
-                continue
-            self.holders[key] = (view.uid, slot)
-            self._turn += 1
-            self.last_served[(candidate.queue_id, candidate.concurrency_key)] = self._turn
-            del self.waiting[key]
-            started = start_attempt(view, task, pending, now,
-                                    tuple((run.get("status") or {}).get("conditions") or ()))
-            work.append((key, view, started))
+        try:
+            await self._grant(plan, configs, work, now)
+        finally:
+            # Whatever was granted before a failure (Redis gone mid-plan) is still started:
+            # its slot is taken, and dropping it here would leave the run stuck.
+            if work:
+                await self._apply_all(work)
+                work = []
         # Runs still waiting: write their admission (Queued) once.
         for key, decision in list(self.waiting.items()):
             if decision.status and key not in self._inflight:
@@ -406,8 +428,14 @@ class Scheduler:
             truth = self._slot_truth()
             truth.update({k: self.holders[k] for k in self._inflight if k in self.holders})
             if truth != self.holders or not await self.slots.healthy():
-                log.warning("slot drift found: repairing from the API")
+                log.info("slot drift found: repairing from the API")
             await self.rebuild_slots()
+            # A safety net under the event-driven passes: every unfinished run is looked at
+            # again now and then, so no lost wake-up can leave one stuck.
+            self.touch(
+                key for key, run in self.world.runs.items()
+                if (run.get("status") or {}).get("phase") not in _TERMINAL_NAMES
+            )
         if now >= self._next_queue_status:
             self._next_queue_status = now + self.settings.queue_status_interval
             await self._write_queue_status()
