@@ -104,3 +104,37 @@ async def test_a_refused_create_gives_the_slot_back() -> None:
     scheduler, slots = await start_one(FakeKube(create_error=ApiException(status=422)))
     assert slots.held == {}
     assert scheduler.holders == {}
+
+
+class FlakyRedis(FakeSlots):
+    """Grants the first slot, then loses the connection (Redis restarting)."""
+
+    async def acquire(self, run_id: str, slot: SlotId, limit: int | None,
+                      key_limit: int | None) -> Grant:
+        if self.held:
+            raise ConnectionError("Connection closed by server.")
+        return await super().acquire(run_id, slot, limit, key_limit)
+
+
+async def test_a_slot_granted_before_redis_fails_mid_plan_still_starts_its_run() -> None:
+    world = World()
+    world.put_task({"metadata": {"namespace": "ns", "name": "echo"},
+                    "spec": {"image": "img", "entrypoint": "app:run"}})
+    for i in (1, 2):
+        world.put_run({
+            "metadata": {"namespace": "ns", "name": f"r{i}", "uid": f"u{i}", "generation": 1,
+                         "resourceVersion": "1",
+                         "creationTimestamp": f"2027-01-15T08:00:0{i}Z"},
+            "spec": {"task": "echo"},
+        })
+    kube, slots = FakeKube(), FlakyRedis()
+    scheduler = Scheduler(world, kube, slots,  # type: ignore[arg-type]
+                          OperatorSettings(), clock=lambda: T0)
+    await scheduler.start()
+    with pytest.raises(ConnectionError):
+        await scheduler.pass_once()
+    await scheduler.drain()
+    # r1 got its slot before Redis went away: its Job exists, nothing is left half-done;
+    # r2 is still waiting for the next pass.
+    assert kube.jobs == ["r1-1"]
+    assert ("ns", "r2") in scheduler.waiting
