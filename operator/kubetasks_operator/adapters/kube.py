@@ -165,24 +165,22 @@ class KubeAdapter:
                 raise
 
     async def patch_run_status(self, namespace: str, name: str, status: Json) -> Json | None:
-        """A merge patch of the status. In a merge patch a null member means "delete", so
-        an output holding nulls is then set with a JSON patch, which keeps it intact."""
-        output_patch = None
-        if "output" in status and has_nested_null(status["output"]):
-            status = dict(status)
-            output_patch = [{"op": "add", "path": "/status/output",
-                             "value": status.pop("output")}]
+        """A merge patch of the status. In a merge patch a null member means "delete", so an
+        output holding nulls is set first with a JSON patch, which keeps it intact; the merge
+        patch (with the phase) follows, so nobody sees the new phase without its output."""
         try:
+            if "output" in status and has_nested_null(status["output"]):
+                status = dict(status)
+                await self._call(
+                    self.custom.patch_namespaced_custom_object_status, GROUP, VERSION,
+                    namespace, "taskruns", name,
+                    [{"op": "add", "path": "/status/output", "value": status.pop("output")}],
+                    _preload_content=False, _content_type="application/json-patch+json",
+                )
             resp = await self._call(
                 self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace,
                 "taskruns", name, {"status": status}, _preload_content=False,
             )
-            if output_patch is not None:
-                resp = await self._call(
-                    self.custom.patch_namespaced_custom_object_status, GROUP, VERSION,
-                    namespace, "taskruns", name, output_patch, _preload_content=False,
-                    _content_type="application/json-patch+json",
-                )
         except ApiException as exc:
             if exc.status == 404:
                 return None
