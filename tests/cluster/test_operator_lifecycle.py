@@ -63,8 +63,14 @@ def test_unknown_task_fails_with_task_not_found_and_an_event(
     make_run(kube_api, namespace, "r1", "missing", {})
     run = wait_for(kube_api, namespace, "r1", ["Failed"])
     assert condition(run, "Succeeded")["reason"] == "TaskNotFound"
-    events = client.CoreV1Api(kube_api).list_namespaced_event(namespace).items
-    assert any(e.reason == "TaskNotFound" and e.involved_object.name == "r1" for e in events)
+    # The Event is posted right after the status write: allow it a moment to land.
+    deadline = time.monotonic() + 10
+    while True:
+        events = client.CoreV1Api(kube_api).list_namespaced_event(namespace).items
+        if any(e.reason == "TaskNotFound" and e.involved_object.name == "r1" for e in events):
+            break
+        assert time.monotonic() < deadline, [(e.reason, e.message) for e in events]
+        time.sleep(0.2)
 
 
 def test_no_job_before_delay_until_and_reschedule_moves_it(
