@@ -15,6 +15,8 @@ LABEL_TASK = "kubetasks.dev/task"
 LABEL_QUEUE = "kubetasks.dev/queue"
 LABEL_CONCURRENCY_KEY = "kubetasks.dev/concurrency-key"
 LABEL_ATTEMPT = "kubetasks.dev/attempt"
+LABEL_BATCH = "kubetasks.dev/batch"
+LABEL_BATCH_INDEX = "kubetasks.dev/batch-index"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "kubetasks"
 

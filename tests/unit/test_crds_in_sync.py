@@ -123,7 +123,7 @@ def test_check_reports_a_missing_file(tmp_path: Path) -> None:
             "TaskBatch",
             "taskbatches",
             ["ktb"],
-            ["Task", "Items", "Completed", "Failed", "Status", "Age"],
+            ["Task", "Items", "Created", "Running", "Completed", "Failed", "Status", "Age"],
         ),
         ("Task", "tasks", ["ktask"], ["Image", "Queue", "Entrypoint", "Age"]),
         ("TaskQueue", "taskqueues", ["ktq"], ["Limit", "Running", "Queued", "Paused", "Age"]),

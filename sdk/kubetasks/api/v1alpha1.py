@@ -317,7 +317,11 @@ class ParentRef(KubeModel):
     uid: Uid
     """UID of the parent TaskRun, so a recreated parent of the same name is not confused."""
     wait: bool = False
-    """The parent waits for this run (trigger_and_wait): it is Waiting until this run ends."""
+    """The parent waits for this run (trigger_and_wait): it is Waiting until this run ends.
+    On a TaskBatch: the parent waits until the batch has ended (batch_trigger_and_wait)."""
+    attempt: Annotated[int, Field(ge=1, le=100)] | None = None
+    """The parent's attempt that triggered this; idempotency keys of scope "attempt" are
+    unique to it."""
 
 
 class BatchRef(KubeModel):
@@ -592,16 +596,32 @@ class TaskRun(KubeModel):
 # TaskBatch
 
 
+BATCHITEM_PAYLOAD_XOR_REF = "set exactly one of payload or payloadRef in each item"
+
+
 class BatchItem(KubeModel):
     """One run to create: its payload and its own trigger options."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"oneOf": [{"required": ["payload"]}, {"required": ["payloadRef"]}]}
+    )
+
     payload: Annotated[Any, Field(json_schema_extra=NULLABLE_ANY_JSON)] = None
-    """Input of this item's run, any JSON (null when not set)."""
+    """Input of this item's run, any JSON (null included). Exactly one of payload or
+    payloadRef."""
+    payload_ref: ObjectRef | None = None
+    """Where this item's large payload was uploaded. Exactly one of payload or payloadRef."""
     options: TriggerOptions | None = None
     """Trigger options of this item's run."""
 
+    @model_validator(mode="after")
+    def _one_payload(self) -> BatchItem:
+        if self.payload_ref is not None and self.payload is not None:
+            raise ValueError(BATCHITEM_PAYLOAD_XOR_REF)
+        return self
+
     def _nulls_to_keep(self) -> frozenset[str]:
-        return frozenset({"payload"})
+        return frozenset() if self.payload_ref is not None else frozenset({"payload"})
 
 
 TASKBATCH_ITEMS_XOR_REF = "set exactly one of spec.items or spec.itemsRef"
@@ -689,6 +709,8 @@ class BatchCounts(KubeModel):
     """Canceled."""
     expired: Count = 0
     """Expired before they started."""
+    missing: Count = 0
+    """Runs that were created but deleted before they ended; they are not created again."""
 
 
 class TaskBatchStatus(KubeModel):
@@ -699,7 +721,17 @@ class TaskBatchStatus(KubeModel):
     total: Annotated[int, Field(ge=0, le=1000)] | None = None
     """Number of items in the batch."""
     created: Annotated[int, Field(ge=0, le=1000)] | None = None
-    """Number of child TaskRuns created so far."""
+    """Items 0 .. created-1 all have their run; they are never created again, even if a run
+    is deleted later."""
+    keyed_runs: Annotated[
+        dict[str, ObjectName] | None,
+        Field(json_schema_extra={"maxProperties": 1000}),
+    ] = None
+    """The run of each item that has an idempotency key, by item index ("0", "1", ...): a
+    run the batch created (named from the key) or an existing run that held the key. Other
+    items' runs are named <batch>-<index>."""
+    reused: Annotated[int, Field(ge=0, le=1000)] | None = None
+    """Items whose idempotency key returned an existing run instead of creating one."""
     counts: BatchCounts | None = None
     """Child runs per state."""
     conditions: Conditions = None
@@ -718,6 +750,10 @@ class TaskBatch(KubeModel):
         printer_columns=(
             PrinterColumn("Task", "string", ".spec.task", "Task id."),
             PrinterColumn("Items", "integer", ".status.total", "Number of items."),
+            PrinterColumn("Created", "integer", ".status.created", "Runs created so far.",
+                          priority=1),
+            PrinterColumn("Running", "integer", ".status.counts.running", "Runs executing.",
+                          priority=1),
             PrinterColumn("Completed", "integer", ".status.counts.completed", "Runs completed."),
             PrinterColumn("Failed", "integer", ".status.counts.failed", "Runs failed."),
             PrinterColumn("Status", "string", ".status.phase", "Lifecycle phase."),
