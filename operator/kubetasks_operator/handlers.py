@@ -85,6 +85,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         world.put_queue(obj)
     for obj in await kube.list_custom("taskruns", ours.namespaces):
         world.put_run(obj)
+    for obj in await kube.list_custom("taskbatches", ours.namespaces):
+        world.put_batch(obj)
     for obj in await kube.list_labelled("jobs", ours.namespaces):
         world.put_job(obj)
     for obj in await kube.list_labelled("pods", ours.namespaces):
@@ -102,6 +104,9 @@ async def cleanup(**_: Any) -> None:
     task = _state.get("task")
     if isinstance(task, asyncio.Task):
         task.cancel()
+    scheduler = _scheduler()
+    if scheduler is not None:
+        scheduler.batches.stop()
     redis = _state.get("redis")
     if isinstance(redis, Redis):
         await redis.aclose()
@@ -141,6 +146,19 @@ async def taskrun_event(event: kopf.RawEvent, **_: Any) -> None:
                                                 obj["metadata"]["name"])})
     else:
         scheduler.touch(world.put_run(obj))
+
+
+@kopf.on.event(GROUP, VERSION, "taskbatches")
+async def taskbatch_event(event: kopf.RawEvent, **_: Any) -> None:
+    world, scheduler = _world(), _scheduler()
+    if world is None or scheduler is None:
+        return
+    obj = _obj(event)
+    if event.get("type") == "DELETED":
+        scheduler.touch(world.drop_batch(obj))
+    else:
+        scheduler.touch(world.put_batch(obj))
+    scheduler.poke()
 
 
 @kopf.on.event(GROUP, VERSION, "tasks")

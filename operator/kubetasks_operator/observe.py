@@ -220,9 +220,10 @@ def run_view(
     jobs: Mapping[int, Json],
     pods: Mapping[int, list[Json]],
     children: Iterable[Json] = (),
+    batches: Iterable[Json] = (),
 ) -> RunView:
-    """A TaskRun with its Jobs and Pods (by attempt number) and the child runs that name it
-    as a waiting parent."""
+    """A TaskRun with its Jobs and Pods (by attempt number), and the child runs and
+    TaskBatches that name it as a waiting parent."""
     meta = run["metadata"]
     spec = run.get("spec") or {}
     status = run.get("status") or {}
@@ -248,6 +249,10 @@ def run_view(
     waiting = [
         c for c in children
         if ((c.get("status") or {}).get("phase") not in _TERMINAL_NAMES)
+    ]
+    waited_batches = [
+        b for b in batches
+        if ((b.get("status") or {}).get("phase")) not in _TERMINAL_BATCH_NAMES
     ]
     phase_name = status.get("phase") or "Pending"
     return RunView(
@@ -283,10 +288,12 @@ def run_view(
         unrecorded_attempt=unrecorded,
         ended_attempt=ended,
         job_exists_for=frozenset(jobs),
-        waiting_on_children=len(waiting),
+        waiting_on_children=len(waiting) + len(waited_batches),
         children_waited=tuple(sorted(c["metadata"]["name"] for c in waiting)),
+        batches_waited=tuple(sorted(b["metadata"]["name"] for b in waited_batches)),
     )
 
 
 _PHASE_NAMES = {p.value for p in Phase}
 _TERMINAL_NAMES = {"Completed", "Failed", "Canceled", "Expired", "TimedOut", "Crashed"}
+_TERMINAL_BATCH_NAMES = {"Completed", "PartiallyFailed", "Canceled", "Failed"}

@@ -22,7 +22,10 @@ from typing import Any
 
 from kubetasks_operator.adapters.kube import KubeAdapter, refused
 from kubetasks_operator.adapters.slots import Grant, SlotId, SlotStore
+from kubetasks_operator.batches import BatchKeeper
+from kubetasks_operator.core.batches import TERMINAL_BATCH
 from kubetasks_operator.core.lifecycle import (
+    CancelBatches,
     CancelChildren,
     CreateJob,
     Decision,
@@ -84,6 +87,7 @@ class Scheduler:
         self._next_queue_status = 0.0
         self.decisions = 0
         self.ready = asyncio.Event()
+        self.batches = BatchKeeper(world, kube, settings, self.touch, self.poke, clock)
 
     # --- inputs ----------------------------------------------------------------------------
 
@@ -153,15 +157,19 @@ class Scheduler:
     async def start(self) -> None:
         await self.rebuild_slots()
         self.dirty.update(self.world.runs)
+        self.world.changed_batches.update(self.world.batches)
+        self.batches.start()
         self.ready.set()
 
     async def run_forever(self) -> None:
         await self.start()
         while True:
             timeout = None
-            if self._timers:
-                timeout = max(0.0, self._timers[0][0] - self.clock())
-            if not self.dirty:
+            wake = min((t for t in (self._timers[0][0] if self._timers else None,
+                                    self.batches.next_wake()) if t is not None), default=None)
+            if wake is not None:
+                timeout = max(0.0, wake - self.clock())
+            if not self.dirty and not self.world.changed_batches:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), timeout)
             self._wakeup.clear()
@@ -202,6 +210,7 @@ class Scheduler:
             self.dirty |= keys  # nothing is lost: the next pass looks at them again
             raise
         await self._apply_all(work)
+        await self.batches.pass_once(now)
         await self._confirm_missing_tasks(now)
         await self._free_orphans()
         await self._start_waiting(now)
@@ -398,6 +407,9 @@ class Scheduler:
                 elif isinstance(action, CancelChildren):
                     for child in action.names:
                         await self.kube.cancel_run(view.namespace, child)
+                elif isinstance(action, CancelBatches):
+                    for batch in action.names:
+                        await self.kube.cancel_batch(view.namespace, batch)
                 elif isinstance(action, PostEvent):
                     await self.kube.post_event(run, action.type, action.reason, action.message)
         except Exception:
@@ -435,6 +447,10 @@ class Scheduler:
             self.touch(
                 key for key, run in self.world.runs.items()
                 if (run.get("status") or {}).get("phase") not in _TERMINAL_NAMES
+            )
+            self.world.changed_batches.update(
+                key for key, batch in self.world.batches.items()
+                if (batch.get("status") or {}).get("phase") not in TERMINAL_BATCH
             )
         if now >= self._next_queue_status:
             self._next_queue_status = now + self.settings.queue_status_interval

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from kubetasks.idempotency_keys import LABEL_KEY
 from kubetasks.protocol import LABEL_RUN_UID
 from kubetasks_operator.core.model import QueueConfig, RunView, TaskDefaults
 from kubetasks_operator.observe import attempt_number, queue_config, run_view, task_defaults
@@ -38,6 +39,15 @@ class World:
         self.jobs_of_run: dict[str, set[Key]] = defaultdict(set)
         self.pods_of_run: dict[str, set[Key]] = defaultdict(set)
         self.children_of: dict[str, set[Key]] = defaultdict(set)
+        self.batches: dict[Key, Json] = {}
+        # batch key -> item index -> run key, for runs whose spec.batch names the batch
+        self.batch_runs: dict[Key, dict[int, Key]] = defaultdict(dict)
+        # runs reused by batches through an idempotency key: run key -> batch keys
+        self.reused_by: dict[Key, set[Key]] = defaultdict(set)
+        self.batches_waited_by: dict[str, set[Key]] = defaultdict(set)  # parent uid ->
+        self.runs_by_key: dict[str, set[Key]] = defaultdict(set)  # idempotency digest ->
+        # Batches whose decisions may have changed (drained by the scheduler).
+        self.changed_batches: set[Key] = set()
         self._task_cache: dict[Key, TaskDefaults] = {}
         self._queue_cache: dict[Key, QueueConfig] = {}
 
@@ -52,6 +62,7 @@ class World:
         uid = obj["metadata"]["uid"]
         self.run_by_uid[uid] = key
         affected = {key}
+        self._index_run_for_batches(key, obj)
         parent = (obj.get("spec") or {}).get("parent") or {}
         if parent.get("wait") and parent.get("uid"):
             self.children_of[parent["uid"]].add(key)
@@ -67,6 +78,7 @@ class World:
         if uid and self.run_by_uid.get(uid) == key:
             del self.run_by_uid[uid]
         affected: set[Key] = set()
+        self._unindex_run_for_batches(key, existing or obj)
         parent = ((existing or obj).get("spec") or {}).get("parent") or {}
         if parent.get("uid"):
             self.children_of[parent["uid"]].discard(key)
@@ -74,6 +86,76 @@ class World:
             if parent_key is not None:
                 affected.add(parent_key)
         return affected
+
+    def _index_run_for_batches(self, key: Key, obj: Json) -> None:
+        batch = (obj.get("spec") or {}).get("batch") or {}
+        if batch.get("name") is not None and isinstance(batch.get("index"), int):
+            batch_key = (key[0], batch["name"])
+            self.batch_runs[batch_key][batch["index"]] = key
+            self.changed_batches.add(batch_key)
+        digest = ((obj["metadata"].get("labels")) or {}).get(LABEL_KEY)
+        if digest:
+            self.runs_by_key[digest].add(key)
+        for batch_key in self.reused_by.get(key, ()):
+            self.changed_batches.add(batch_key)
+
+    def _unindex_run_for_batches(self, key: Key, obj: Json) -> None:
+        batch = (obj.get("spec") or {}).get("batch") or {}
+        if batch.get("name") is not None:
+            batch_key = (key[0], batch["name"])
+            runs = self.batch_runs.get(batch_key)
+            if runs is not None and runs.get(batch.get("index", -1)) == key:
+                del runs[batch["index"]]
+                if not runs:
+                    del self.batch_runs[batch_key]
+            self.changed_batches.add(batch_key)
+        digest = ((obj["metadata"].get("labels")) or {}).get(LABEL_KEY)
+        if digest and digest in self.runs_by_key:
+            self.runs_by_key[digest].discard(key)
+            if not self.runs_by_key[digest]:
+                del self.runs_by_key[digest]
+        for batch_key in self.reused_by.get(key, ()):
+            self.changed_batches.add(batch_key)
+
+    def put_batch(self, obj: Json) -> set[Key]:
+        """Store a TaskBatch; the run keys to look at again (a parent that waits on it)."""
+        key = key_of(obj)
+        old = self.batches.get(key)
+        if old is not None and _rv(old) > _rv(obj):
+            return set()
+        self.batches[key] = obj
+        self.changed_batches.add(key)
+        for index, name in (((obj.get("status") or {}).get("keyedRuns")) or {}).items():
+            run_key = (key[0], name)
+            if self.batch_runs.get(key, {}).get(int(index)) != run_key:
+                self.reused_by[run_key].add(key)
+        return self._parent_of_batch(obj)
+
+    def drop_batch(self, obj: Json) -> set[Key]:
+        key = key_of(obj)
+        existing = self.batches.pop(key, None) or obj
+        self.changed_batches.add(key)
+        for name in (((existing.get("status") or {}).get("keyedRuns")) or {}).values():
+            holders = self.reused_by.get((key[0], name))
+            if holders is not None:
+                holders.discard(key)
+                if not holders:
+                    del self.reused_by[(key[0], name)]
+        parent = (existing.get("spec") or {}).get("parent") or {}
+        if parent.get("uid"):
+            self.batches_waited_by[parent["uid"]].discard(key)
+            if not self.batches_waited_by[parent["uid"]]:
+                del self.batches_waited_by[parent["uid"]]
+        return self._parent_of_batch(existing)
+
+    def _parent_of_batch(self, obj: Json) -> set[Key]:
+        parent = (obj.get("spec") or {}).get("parent") or {}
+        if not (parent.get("wait") and parent.get("uid")):
+            return set()
+        if key_of(obj) in self.batches:
+            self.batches_waited_by[parent["uid"]].add(key_of(obj))
+        parent_key = self.run_by_uid.get(parent["uid"])
+        return {parent_key} if parent_key is not None else set()
 
     def put_task(self, obj: Json) -> None:
         key = key_of(obj)
@@ -173,7 +255,9 @@ class World:
             if number is not None:
                 pods[number].append(pod)
         children = [self.runs[k] for k in self.children_of.get(uid, ()) if k in self.runs]
-        return run_view(run, jobs, pods, children)
+        batches = [self.batches[k] for k in self.batches_waited_by.get(uid, ())
+                   if k in self.batches]
+        return run_view(run, jobs, pods, children, batches)
 
     def job_names_of(self, key: Key) -> list[str]:
         run = self.runs.get(key)

@@ -28,23 +28,42 @@ COMPONENT = "kubetasks-operator"
 
 
 class TokenBucket:
-    def __init__(self, rate: float, burst: int) -> None:
+    """``rate`` writes per second with bursts of ``burst``. Background writes (a batch's
+    fan-out) take a token only while more than ``reserve`` are left, so they never hold up
+    the writes that move runs along."""
+
+    def __init__(self, rate: float, burst: int, reserve_share: float = 0.25) -> None:
         self.rate = rate
         self.capacity = float(burst)
         self.tokens = float(burst)
+        self.reserve = max(1.0, self.capacity * reserve_share) if burst > 1 else 0.0
         self.updated = time.monotonic()
         self._lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
 
     async def take(self) -> None:
         async with self._lock:
             while True:
-                now = time.monotonic()
-                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-                self.updated = now
+                self._refill()
                 if self.tokens >= 1:
                     self.tokens -= 1
                     return
                 await asyncio.sleep((1 - self.tokens) / self.rate)
+
+    async def take_background(self) -> None:
+        # Waits outside the lock: a foreground take() is never queued behind it.
+        while True:
+            async with self._lock:
+                self._refill()
+                if self.tokens >= 1 + self.reserve:
+                    self.tokens -= 1
+                    return
+                wait = (1 + self.reserve - self.tokens) / self.rate
+            await asyncio.sleep(wait)
 
 
 def refused(exc: BaseException) -> bool:
@@ -60,7 +79,7 @@ def _json(response: Any) -> Json:
 
 class KubeAdapter:
     def __init__(self, api: client.ApiClient, write_qps: float, write_burst: int,
-                 threads: int = 16) -> None:
+                 threads: int = 24) -> None:
         self.api = api
         self.custom = client.CustomObjectsApi(api)
         self.batch = client.BatchV1Api(api)
@@ -70,9 +89,10 @@ class KubeAdapter:
         self.instance = socket.gethostname()
         self.writes = 0
 
-    async def _call(self, fn: Any, *args: Any, write: bool = True, **kwargs: Any) -> Any:
+    async def _call(self, fn: Any, *args: Any, write: bool = True, background: bool = False,
+                    **kwargs: Any) -> Any:
         if write:
-            await self.bucket.take()
+            await (self.bucket.take_background() if background else self.bucket.take())
             self.writes += 1
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.pool, lambda: fn(*args, **kwargs))
@@ -186,6 +206,54 @@ class KubeAdapter:
                 return None
             raise
         return _json(resp)
+
+    async def get_run(self, namespace: str, name: str) -> Json | None:
+        try:
+            resp = await self._call(self.custom.get_namespaced_custom_object, GROUP, VERSION,
+                                    namespace, "taskruns", name, write=False,
+                                    _preload_content=False)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return _json(resp)
+
+    async def create_run(self, body: Json) -> tuple[Json | None, bool]:
+        """Create a TaskRun as background work (a batch's fan-out); ``(run, created)``.
+        AlreadyExists returns the existing run (``None`` if it is gone again)."""
+        meta = body["metadata"]
+        try:
+            resp = await self._call(self.custom.create_namespaced_custom_object, GROUP,
+                                    VERSION, meta["namespace"], "taskruns", body,
+                                    background=True, _preload_content=False)
+            return _json(resp), True
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        return await self.get_run(meta["namespace"], meta["name"]), False
+
+    async def patch_batch_status(self, namespace: str, name: str, status: Json
+                                 ) -> Json | None:
+        try:
+            resp = await self._call(
+                self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace,
+                "taskbatches", name, {"status": status}, _preload_content=False,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return _json(resp)
+
+    async def cancel_batch(self, namespace: str, name: str) -> None:
+        try:
+            await self._call(
+                self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace,
+                "taskbatches", name, {"spec": {"cancel": True}}, _preload_content=False,
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 
     async def cancel_run(self, namespace: str, name: str) -> None:
         try:

@@ -52,6 +52,11 @@ class CancelChildren:
 
 
 @dataclass(frozen=True)
+class CancelBatches:
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ReleaseSlot:
     pass
 
@@ -63,7 +68,7 @@ class PostEvent:
     message: str
 
 
-Action = CreateJob | DeleteJobs | CancelChildren | ReleaseSlot | PostEvent
+Action = CreateJob | DeleteJobs | CancelChildren | CancelBatches | ReleaseSlot | PostEvent
 
 
 @dataclass(frozen=True)
@@ -327,6 +332,8 @@ def _cancel(b: _Builder) -> None:
         b.act(DeleteJobs())
     if run.children_waited:
         b.act(CancelChildren(run.children_waited))
+    if run.batches_waited:
+        b.act(CancelBatches(run.batches_waited))
     if run.live_attempt is None:
         b.act(ReleaseSlot())
     b.phase(Phase.CANCELED, Reason.CANCELED, "canceled by request (spec.cancel)")
@@ -435,8 +442,7 @@ def _executing(b: _Builder, task: TaskDefaults | None, config: QueueConfig) -> N
         return
     if run.waiting_on_children > 0:
         b.phase(Phase.WAITING, Reason.WAITING,
-                f"waiting for {run.waiting_on_children} child run(s); the queue slot is free "
-                "meanwhile")
+                f"waiting for {_waited(run)}; the queue slot is free meanwhile")
         b.act(ReleaseSlot())
         return
     if (
@@ -456,6 +462,14 @@ def _executing(b: _Builder, task: TaskDefaults | None, config: QueueConfig) -> N
             _attempt_ended(b, task, lost)
         else:
             b.wake(started + ATTEMPT_LOST_GRACE)
+
+
+def _waited(run: RunView) -> str:
+    runs, batches = len(run.children_waited), len(run.batches_waited)
+    parts = [f"{runs} child run(s)"] if runs or not batches else []
+    if batches:
+        parts.append(f"{batches} batch(es)")
+    return " and ".join(parts)
 
 
 def _waiting(b: _Builder, task: TaskDefaults | None, config: QueueConfig) -> None:

@@ -167,8 +167,9 @@ class RunView:
     unrecorded_attempt: int | None = None  # a Job newer than status.attempt (adopt it)
     ended_attempt: AttemptResult | None = None  # result of the current attempt, if ended
     job_exists_for: frozenset[int] = frozenset()  # attempt numbers with a Job present
-    waiting_on_children: int = 0  # children with parent.wait that have not finished
-    children_waited: tuple[str, ...] = field(default=())  # names of those children
+    waiting_on_children: int = 0  # children and batches with parent.wait not yet ended
+    children_waited: tuple[str, ...] = field(default=())  # names of those child runs
+    batches_waited: tuple[str, ...] = field(default=())  # names of those TaskBatches
 
     @property
     def key(self) -> tuple[str, str]:
