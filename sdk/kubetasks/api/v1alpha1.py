@@ -148,7 +148,9 @@ TaskRunPhase = Literal[
     "TimedOut",
     "Crashed",
 ]
-TaskBatchPhase = Literal["Pending", "Running", "Completed", "PartiallyFailed", "Canceled"]
+TaskBatchPhase = Literal[
+    "Pending", "Running", "Completed", "PartiallyFailed", "Canceled", "Failed"
+]
 
 
 # --------------------------------------------------------------------------------------------
@@ -717,7 +719,8 @@ class TaskBatchStatus(KubeModel):
     """Progress of the fan-out and of the runs it created."""
 
     phase: TaskBatchPhase | None = None
-    """Running until every run has ended; then Completed, PartiallyFailed or Canceled."""
+    """Running until every run has ended; then Completed, PartiallyFailed or Canceled.
+    Failed: the items could not be read (see conditions), so no run was created."""
     total: Annotated[int, Field(ge=0, le=1000)] | None = None
     """Number of items in the batch."""
     created: Annotated[int, Field(ge=0, le=1000)] | None = None
