@@ -115,6 +115,8 @@ def prepare(client: Client, task_id: str, payload: Any, options: TriggerOptionsD
 
 def _parent_ref(client: Client, ctx: Context | None, wait: bool, method: str
                 ) -> Json | None:
+    """``spec.parent`` of a run or batch triggered from inside a task (same namespace): the
+    parent, whether it waits, and its attempt (keys of scope "attempt" are unique to it)."""
     if ctx is None:
         return None
     if ctx.run.namespace != client.namespace:
@@ -123,7 +125,8 @@ def _parent_ref(client: Client, ctx: Context | None, wait: bool, method: str
                 f"{method}() links the child to its parent, so it must run in the parent's "
                 f"namespace {ctx.run.namespace!r}, not {client.namespace!r}")
         return None
-    return {"name": ctx.run.name, "uid": ctx.run.uid, "wait": wait}
+    return {"name": ctx.run.name, "uid": ctx.run.uid, "wait": wait,
+            "attempt": ctx.attempt.number}
 
 
 def create_run(prepared: PreparedRun, key: IdempotencyKey | None,

@@ -68,7 +68,8 @@ def test_trigger_and_wait_inside_a_task_returns_the_childs_output(sdk: Client) -
     assert done.output["ok"] is True
     child = runs.retrieve(done.output["child_id"])
     assert child.parent_id == done.id
-    assert child.raw["spec"]["parent"] == {"name": done.name, "uid": done.uid, "wait": True}
+    assert child.raw["spec"]["parent"] == {"name": done.name, "uid": done.uid, "wait": True,
+                                           "attempt": 1}
     assert child.idempotency_key == "the-child"
     assert child.raw["spec"]["idempotencyKeyScope"] == "run"
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from kubetasks import InvalidOptionError, idempotency_keys
+from kubetasks.client import Client
 from kubetasks.context import AttemptInfo, Context, RunInfo, TaskInfo, running
 from kubetasks.idempotency_keys import (
     IdempotencyKey,
@@ -16,6 +17,7 @@ from kubetasks.idempotency_keys import (
     resolve,
     run_name,
 )
+from kubetasks.triggering import prepare
 
 NOW = dt.datetime(2030, 6, 1, 12, 0, 0, tzinfo=dt.UTC)
 
@@ -103,3 +105,22 @@ def test_a_run_being_deleted_releases_its_key_and_generations_are_read_from_labe
     assert key_released(run("Completed", deleting=True), NOW)
     assert generation_of(run("Completed", generation="4")) == 4
     assert generation_of(run("Completed")) == 0
+
+
+def test_a_child_names_its_parent_and_the_attempt_that_triggered_it() -> None:
+    """The operator scopes "attempt" keys of batch items with spec.parent.attempt; single
+    triggers write it too, so both kinds of child say which attempt made them."""
+    client = Client(FakeNamespace("ns"), inline_limit=1024)  # type: ignore[arg-type]
+    with running(context(attempt=3)):
+        prepared, key = prepare(client, "t", {"a": 1}, {"idempotency_key": "k"}, wait=True,
+                                method="trigger_and_wait")
+    assert prepared.spec_fields["parent"] == {"name": "parent", "uid": "uid-parent",
+                                              "wait": True, "attempt": 3}
+    assert key == IdempotencyKey("k", "run", "uid-parent")
+
+
+class FakeNamespace:
+    """Just enough of KubeApi for prepare(): it reads the namespace and writes nothing."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
