@@ -36,7 +36,7 @@ import urllib3
 import yaml
 
 from kubetasks.errors import ApiError, KubeConfigError
-from kubetasks.payloads import inline_limit_from_env
+from kubetasks.payloads import batch_inline_limit_from_env, inline_limit_from_env
 from kubetasks.storage import ObjectStore, StorageSettings
 
 Json = dict[str, Any]
@@ -361,17 +361,20 @@ class KubeApi:
 
 
 class Client:
-    """The Kubernetes API, the object store and the inline limit that SDK calls use.
+    """The Kubernetes API, the object store and the inline limits that SDK calls use.
 
     >>> import kubetasks
     >>> client = kubetasks.configure(namespace="jobs")   # doctest: +SKIP
     """
 
     def __init__(self, kube: KubeApi, storage: ObjectStore | None = None,
-                 inline_limit: int | None = None) -> None:
+                 inline_limit: int | None = None,
+                 batch_inline_limit: int | None = None) -> None:
         self.kube = kube
         self._storage = storage
         self.inline_limit = inline_limit_from_env() if inline_limit is None else inline_limit
+        self.batch_inline_limit = (batch_inline_limit_from_env() if batch_inline_limit is None
+                                   else batch_inline_limit)
 
     @property
     def namespace(self) -> str:
@@ -387,7 +390,8 @@ class Client:
         """The same connections, another default namespace."""
         if namespace == self.namespace:
             return self
-        return Client(self.kube.with_namespace(namespace), self.storage, self.inline_limit)
+        return Client(self.kube.with_namespace(namespace), self.storage, self.inline_limit,
+                      self.batch_inline_limit)
 
 
 _default: Client | None = None
@@ -396,7 +400,8 @@ _default_lock = threading.Lock()
 
 def configure(*, namespace: str | None = None, kubeconfig: str | Path | None = None,
               context: str | None = None, storage: StorageSettings | None = None,
-              inline_limit: int | None = None) -> Client:
+              inline_limit: int | None = None,
+              batch_inline_limit: int | None = None) -> Client:
     """Set how this process reaches Kubernetes and S3 (otherwise read from the environment
     on first use); returns the new default client.
 
@@ -408,6 +413,7 @@ def configure(*, namespace: str | None = None, kubeconfig: str | Path | None = N
         KubeApi.from_environment(kubeconfig, namespace, context),
         ObjectStore(storage) if storage is not None else None,
         inline_limit,
+        batch_inline_limit,
     )
     with _default_lock:
         previous, _default = _default, client

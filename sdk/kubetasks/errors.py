@@ -80,10 +80,28 @@ class OutputTooLargeError(TooLargeError):
 
 
 class BatchTooLargeError(TooLargeError):
-    """The payloads of a batch together are above 10 MiB."""
+    """A batch has more than 1,000 items, or its payloads together are above 10 MiB.
+    ``unit`` says which: ``"items"`` or ``"bytes"`` (``size`` and ``limit`` count it)."""
 
     what = "the batch's payloads together (as JSON)"
     advice = "split the items over several batches or pass references instead of data"
+
+    def __init__(self, size: int, limit: int, *, unit: str = "bytes",
+                 index: int | None = None) -> None:
+        if unit == "items":
+            message = (
+                f"a batch may have at most {limit:,} items, and item {size:,} arrived; split "
+                f"the items over several batches of at most {limit:,}")
+        else:
+            upto = "" if index is None else f" by item {index} (counting from 0)"
+            message = (
+                f"{self.what} reached {size:,} bytes{upto}, above the limit of {limit:,} "
+                f"bytes; {self.advice}")
+        KubetasksError.__init__(self, message)
+        self.size = size
+        self.limit = limit
+        self.unit = unit
+        self.index = index
 
 
 class MetadataTooLargeError(TooLargeError):
@@ -165,6 +183,44 @@ class RunPollTimeoutError(KubetasksError, TimeoutError):
         self.timeout = timeout
 
 
+class InvalidBatchError(KubetasksError, ValueError):
+    """The items of a batch trigger cannot be used: there are none, they are not a list (or
+    another iterable) of items, or an item is neither ``{"payload": ..., "options": {...}}``
+    nor ``batch.item(payload, **options)``. ``index`` is the item's position, from 0."""
+
+    def __init__(self, message: str, index: int | None = None) -> None:
+        super().__init__(message if index is None else f"item {index}: {message}")
+        self.index = index
+
+
+class BatchNotFoundError(KubetasksError, LookupError):
+    """No TaskBatch has this id."""
+
+    def __init__(self, batch_id: str) -> None:
+        namespace = batch_id.rpartition("/")[0] or "NAMESPACE"
+        super().__init__(
+            f"no batch {batch_id!r}; check the id (namespace/name, as BatchHandle.id gives "
+            f"it) and the namespace kubetasks is configured for; list the batches with "
+            f"`kubectl get taskbatches -n {namespace}`"
+        )
+        self.batch_id = batch_id
+
+
+class BatchPollTimeoutError(KubetasksError, TimeoutError):
+    """A batch did not finish within the time a caller was willing to wait."""
+
+    def __init__(self, batch_id: str, status: str, timeout: float) -> None:
+        namespace, _, name = batch_id.rpartition("/")
+        super().__init__(
+            f"batch {batch_id} is still {status} after {timeout:g} s; wait longer "
+            f"(timeout=...) or look at its runs with `kubectl get taskruns -n {namespace} -l "
+            f"kubetasks.dev/batch={name}`"
+        )
+        self.batch_id = batch_id
+        self.status = status
+        self.timeout = timeout
+
+
 class IdempotencyKeyConflictError(KubetasksError):
     """The name derived from an idempotency key is taken by a run with another key."""
 
@@ -172,11 +228,12 @@ class IdempotencyKeyConflictError(KubetasksError):
 class NotInTaskError(KubetasksError, RuntimeError):
     """A method that only works inside a running task was called elsewhere."""
 
-    def __init__(self, method: str) -> None:
+    def __init__(self, method: str,
+                 instead: str = "trigger() and then handle.poll(), or tasks.trigger_and_poll()"
+                 ) -> None:
         super().__init__(
             f"{method}() only works inside a running task, where the child can be linked to "
-            "its parent; outside a task use trigger() and then handle.poll(), or "
-            "tasks.trigger_and_poll()"
+            f"its parent; outside a task use {instead}"
         )
 
 

@@ -25,27 +25,43 @@ MAX_OUTPUT_BYTES = 100 * MIB
 """A task's output, as JSON, may be at most 100 MiB."""
 MAX_BATCH_BYTES = 10 * MIB
 """The payloads of one batch together may be at most 10 MiB."""
+MAX_BATCH_ITEMS = 1000
+"""A batch may have at most 1,000 items."""
 DEFAULT_INLINE_LIMIT = 32 * 1024
 """Payloads up to this many bytes stay in the TaskRun; larger ones go to object storage.
 etcd refuses requests above about 1.5 MiB and every watcher receives the whole object on
 each change, so inline values are kept small."""
+DEFAULT_BATCH_INLINE_LIMIT = 128 * 1024
+"""A batch's list of items (its JSON, with large payloads already offloaded) up to this many
+bytes stays in the TaskBatch; a larger list goes to object storage as one document."""
+MAX_INLINE_LIMIT = 512 * 1024
 INLINE_LIMIT_ENV = "KUBETASKS_INLINE_LIMIT"
+BATCH_INLINE_LIMIT_ENV = "KUBETASKS_BATCH_INLINE_LIMIT"
 CONTENT_TYPE = "application/json"
+
+
+def _limit_from_env(name: str, default: int, kind: str) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} must be a whole number of bytes") from None
+    if not 0 <= value <= MAX_INLINE_LIMIT:
+        raise ValueError(f"{name}={value} must be between 0 and {MAX_INLINE_LIMIT} bytes "
+                         f"({kind} must stay far below etcd's 1.5 MiB request limit)")
+    return value
 
 
 def inline_limit_from_env() -> int:
     """``$KUBETASKS_INLINE_LIMIT`` (bytes), else the default (32 KiB)."""
-    raw = os.environ.get(INLINE_LIMIT_ENV, "").strip()
-    if not raw:
-        return DEFAULT_INLINE_LIMIT
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{INLINE_LIMIT_ENV}={raw!r} must be a whole number of bytes") from None
-    if not 0 <= value <= 512 * 1024:
-        raise ValueError(f"{INLINE_LIMIT_ENV}={value} must be between 0 and 524288 bytes "
-                         "(TaskRuns must stay far below etcd's 1.5 MiB request limit)")
-    return value
+    return _limit_from_env(INLINE_LIMIT_ENV, DEFAULT_INLINE_LIMIT, "TaskRuns")
+
+
+def batch_inline_limit_from_env() -> int:
+    """``$KUBETASKS_BATCH_INLINE_LIMIT`` (bytes), else the default (128 KiB)."""
+    return _limit_from_env(BATCH_INLINE_LIMIT_ENV, DEFAULT_BATCH_INLINE_LIMIT, "TaskBatches")
 
 
 def to_jsonable(value: Any, what: str = "value") -> Any:

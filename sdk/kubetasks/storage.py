@@ -60,6 +60,11 @@ def payload_key(namespace: str, task_id: str) -> str:
     return f"payloads/{namespace}/{task_id}/{uuid.uuid4().hex}.json"
 
 
+def batch_items_key(namespace: str, task_id: str) -> str:
+    """Object key of a batch's list of items, uploaded before the TaskBatch exists."""
+    return f"batches/{namespace}/{task_id}/{uuid.uuid4().hex}.json"
+
+
 def output_key(namespace: str, run_name: str, attempt: int) -> str:
     return f"outputs/{namespace}/{run_name}/attempt-{attempt}.json"
 
