@@ -1,6 +1,6 @@
 """kubetasks: Kubernetes-native background tasks for Python.
 
->>> from kubetasks import task, tasks, runs, queue, idempotency_keys, RetryOptions
+>>> from kubetasks import task, tasks, runs, batch, queue, idempotency_keys, RetryOptions
 >>> @task(id="send-email", queue=queue("emails", concurrency_limit=5),
 ...       retry=RetryOptions(max_attempts=3))
 ... def send_email(payload: dict, ctx) -> dict:
@@ -10,14 +10,18 @@
 'Delayed'
 """
 
-from kubetasks import idempotency_keys, runs, tasks
+from kubetasks import batch, idempotency_keys, runs, tasks
+from kubetasks.batch import Batch, BatchHandle, BatchItem
 from kubetasks.client import Client, configure
 from kubetasks.context import Context
 from kubetasks.errors import (
     AbortTaskRunError,
     ApiError,
+    BatchNotFoundError,
+    BatchPollTimeoutError,
     BatchTooLargeError,
     IdempotencyKeyConflictError,
+    InvalidBatchError,
     InvalidDelayError,
     InvalidDurationError,
     InvalidOptionError,
@@ -49,11 +53,17 @@ __version__ = "0.1.0"
 __all__ = [
     "AbortTaskRunError",
     "ApiError",
+    "Batch",
+    "BatchHandle",
+    "BatchItem",
+    "BatchNotFoundError",
+    "BatchPollTimeoutError",
     "BatchTooLargeError",
     "Client",
     "Context",
     "IdempotencyKey",
     "IdempotencyKeyConflictError",
+    "InvalidBatchError",
     "InvalidDelayError",
     "InvalidDurationError",
     "InvalidOptionError",
@@ -83,6 +93,7 @@ __all__ = [
     "TaskRunFailedError",
     "TaskRunNotFoundError",
     "TriggerOptionsDict",
+    "batch",
     "configure",
     "idempotency_keys",
     "queue",

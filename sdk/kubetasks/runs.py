@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any, TypeVar, overload
 
 from kubetasks import triggering
+from kubetasks.batch import BatchRef, split_batch_id
 from kubetasks.client import default_client
 from kubetasks.handles import (
     DEFAULT_POLL_INTERVAL,
@@ -29,6 +30,7 @@ from kubetasks.handles import (
     retrieve_run,
 )
 from kubetasks.options import Delay
+from kubetasks.protocol import LABEL_BATCH, label_value
 
 T = TypeVar("T")
 
@@ -65,7 +67,7 @@ def _matches(obj: dict[str, Any], statuses: frozenset[str] | None, task: str | N
         return False
     if tag is not None and tag not in (spec.get("tags") or []):
         return False
-    if batch is not None and (spec.get("batch") or {}).get("name") != batch.rpartition("/")[2]:
+    if batch is not None and (spec.get("batch") or {}).get("name") != batch:
         return False
     run_queue = status.get("queue") or (spec.get("queue") or {}).get("name") or spec.get("task")
     return queue is None or run_queue == queue
@@ -76,7 +78,7 @@ def list(
     status: str | Iterable[str] | None = None,
     task: str | None = None,
     tag: str | None = None,
-    batch: str | None = None,
+    batch: BatchRef | None = None,
     queue: str | None = None,
     limit: int | None = None,
     namespace: str | None = None,
@@ -84,12 +86,23 @@ def list(
 ) -> Iterator[Run[Any]]:
     """Runs of the namespace that match every filter given, fetched a page at a time (the
     API's continue tokens) as you iterate, in the API's order (by name). ``status`` is a
-    phase or several; ``batch`` a batch id or name; ``limit`` caps how many are returned.
+    phase or several; ``limit`` caps how many are returned.
+
+    ``batch`` (a batch id or name, or its handle) lists the runs the batch created, selected
+    by label on the server; a batch id's namespace is used when ``namespace`` is not given.
+    A run that an item's idempotency key reused from an earlier trigger belongs to that
+    trigger and is not listed here; ``BatchHandle.runs()`` gives every item's run.
 
     >>> failed = list(runs.list(status=["Failed", "Crashed"], task="send-email", limit=20))
     ... # doctest: +SKIP
+    >>> of_batch = list(runs.list(batch=handle.id))      # doctest: +SKIP
     """
     client = default_client()
+    batch_name = selector = None
+    if batch is not None:
+        batch_namespace, batch_name = split_batch_id(batch, namespace or client.namespace)
+        namespace = namespace or batch_namespace
+        selector = f"{LABEL_BATCH}={label_value(batch_name)}"
     if namespace is not None:
         client = client.in_namespace(namespace)
     statuses = None
@@ -98,8 +111,9 @@ def list(
     if limit is not None and limit <= 0:
         return
     found = 0
-    for obj in client.kube.list_objects("taskruns", client.namespace, page_size=page_size):
-        if not _matches(obj, statuses, task, tag, batch, queue):
+    for obj in client.kube.list_objects("taskruns", client.namespace, label_selector=selector,
+                                        page_size=page_size):
+        if not _matches(obj, statuses, task, tag, batch_name, queue):
             continue
         yield Run.from_object(obj, client)
         found += 1

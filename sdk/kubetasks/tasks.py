@@ -3,7 +3,7 @@
 A task is a function ``(payload, ctx) -> output``, sync or async, decorated with
 :func:`task`; the decorator returns a typed :class:`Task` whose methods trigger it.
 Code that does not import the task triggers it by id with this module's functions:
-``tasks.trigger``, ``tasks.trigger_and_poll`` (and ``tasks.batch_trigger``, issue 5).
+``tasks.trigger``, ``tasks.trigger_and_poll`` and ``tasks.batch_trigger``.
 
 Every method has an ``*_async`` counterpart. The async forms run the blocking API calls in
 a thread (``asyncio.to_thread``); their waits are asyncio sleeps, so they can be cancelled.
@@ -16,10 +16,11 @@ import inspect
 import re
 import threading
 import typing
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Generic, TypeVar, Unpack, overload
 
-from kubetasks import triggering
+from kubetasks import batching, triggering
+from kubetasks.batch import BatchHandle, BatchItemInput
 from kubetasks.client import Client, default_client
 from kubetasks.context import Context, current_context
 from kubetasks.errors import InvalidOptionError, NotInTaskError, TaskDefinitionError
@@ -41,10 +42,6 @@ OutputT = TypeVar("OutputT")
 T = TypeVar("T")
 
 _TASK_ID = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-BATCH_NOT_YET = (
-    "batch triggers (TaskBatch) are not implemented yet (issue 5); until then call "
-    "trigger() for each item"
-)
 
 TaskFunction = Callable[[Any, Context], Any]
 
@@ -152,22 +149,58 @@ class Task(Generic[PayloadT, OutputT]):
         return await triggering.trigger_and_wait_async(self._client(), self.id, payload,
                                                        options, self.output_type)
 
-    def batch_trigger(self, items: Sequence[Any]) -> Any:
-        """Not implemented yet (issue 5: TaskBatch)."""
-        raise NotImplementedError(BATCH_NOT_YET)
+    def batch_trigger(self, items: Iterable[BatchItemInput[PayloadT]]
+                      ) -> BatchHandle[OutputT]:
+        """Create one run per item (1 to 1,000 items, payloads together at most 10 MiB) as a
+        single TaskBatch, and return at once with its handle. Each item is
+        ``{"payload": ..., "options": {...}}`` (the options of :meth:`trigger`) or
+        ``batch.item(payload, **options)``; ``items`` may be any iterable, read once. Every
+        item is checked before anything is written.
 
-    async def batch_trigger_async(self, items: Sequence[Any]) -> Any:
-        """Not implemented yet (issue 5: TaskBatch)."""
-        raise NotImplementedError(BATCH_NOT_YET)
+        >>> from kubetasks import batch
+        >>> handle = send_email.batch_trigger([
+        ...     {"payload": {"to": "a@example.com"}},
+        ...     {"payload": {"to": "b@example.com"}, "options": {"delay": "1h"}},
+        ...     batch.item({"to": "c@example.com"}, tags="vip"),
+        ... ])                                               # doctest: +SKIP
+        >>> handle.run_count                                 # doctest: +SKIP
+        3
+        """
+        return batching.batch_trigger(self._client(), self.id, items, self.output_type)
 
-    def batch_trigger_and_wait(self, items: Sequence[Any]) -> list[Result[OutputT]]:
-        """Not implemented yet (issue 5: TaskBatch)."""
-        raise NotImplementedError(BATCH_NOT_YET)
+    async def batch_trigger_async(
+        self, items: Iterable[BatchItemInput[PayloadT]] | AsyncIterable[BatchItemInput[PayloadT]]
+    ) -> BatchHandle[OutputT]:
+        """:meth:`batch_trigger` with the API calls in a thread; ``items`` may also be an
+        async iterable."""
+        return await batching.batch_trigger_async(self._client(), self.id, items,
+                                                  self.output_type)
 
-    async def batch_trigger_and_wait_async(self, items: Sequence[Any]
-                                           ) -> list[Result[OutputT]]:
-        """Not implemented yet (issue 5: TaskBatch)."""
-        raise NotImplementedError(BATCH_NOT_YET)
+    def batch_trigger_and_wait(self, items: Iterable[BatchItemInput[PayloadT]]
+                               ) -> list[Result[OutputT]]:
+        """Inside a running task: :meth:`batch_trigger` with the batch linked to this run,
+        wait until every run of it has ended, and return one :class:`Result` per item, in
+        item order. While it waits, this run gives its queue slot back (it is Waiting).
+        Outside a task: NotInTaskError.
+
+        >>> results = resize.batch_trigger_and_wait(
+        ...     [{"payload": {"url": u}} for u in urls])         # doctest: +SKIP
+        >>> thumbnails = [r.unwrap() for r in results if r.ok]   # doctest: +SKIP
+        """
+        if current_context() is None:
+            raise NotInTaskError("batch_trigger_and_wait", batching.OUTSIDE_A_TASK)
+        return batching.batch_trigger_and_wait(self._client(), self.id, items,
+                                               self.output_type)
+
+    async def batch_trigger_and_wait_async(
+        self, items: Iterable[BatchItemInput[PayloadT]] | AsyncIterable[BatchItemInput[PayloadT]]
+    ) -> list[Result[OutputT]]:
+        """:meth:`batch_trigger_and_wait` for async tasks (cancellable while it waits);
+        ``items`` may also be an async iterable."""
+        if current_context() is None:
+            raise NotInTaskError("batch_trigger_and_wait_async", batching.OUTSIDE_A_TASK)
+        return await batching.batch_trigger_and_wait_async(self._client(), self.id, items,
+                                                           self.output_type)
 
 
 def _types_of(fn: Callable[..., Any]) -> tuple[Any, Any]:
@@ -343,11 +376,38 @@ async def trigger_and_poll_async(task_id: str, payload: Any, *, output_type: Any
     return await handle.poll_async(poll_interval, timeout)
 
 
-def batch_trigger(task_id: str, items: Sequence[Any]) -> Any:
-    """Not implemented yet (issue 5: TaskBatch)."""
-    raise NotImplementedError(BATCH_NOT_YET)
+@overload
+def batch_trigger(task_id: str, items: Iterable[BatchItemInput[Any]], *,
+                  output_type: type[T]) -> BatchHandle[T]: ...
 
 
-async def batch_trigger_async(task_id: str, items: Sequence[Any]) -> Any:
-    """Not implemented yet (issue 5: TaskBatch)."""
-    raise NotImplementedError(BATCH_NOT_YET)
+@overload
+def batch_trigger(task_id: str, items: Iterable[BatchItemInput[Any]], *,
+                  output_type: None = None) -> BatchHandle[Any]: ...
+
+
+def batch_trigger(task_id: str, items: Iterable[BatchItemInput[Any]], *,
+                  output_type: Any = None) -> BatchHandle[Any]:
+    """Batch-trigger a task by id, from code that does not import it; returns at once with
+    the batch's handle. Items as for :meth:`Task.batch_trigger`.
+
+    >>> from kubetasks import tasks
+    >>> handle = tasks.batch_trigger("send-email", [
+    ...     {"payload": {"to": "a@example.com"}},
+    ...     {"payload": {"to": "b@example.com"}, "options": {"ttl": "1h"}},
+    ... ])                                                  # doctest: +SKIP
+    """
+    return batching.batch_trigger(default_client(), task_id, items,
+                                  Any if output_type is None else output_type)
+
+
+async def batch_trigger_async(
+    task_id: str,
+    items: Iterable[BatchItemInput[Any]] | AsyncIterable[BatchItemInput[Any]],
+    *,
+    output_type: Any = None,
+) -> BatchHandle[Any]:
+    """:func:`batch_trigger` with the API calls in a thread; ``items`` may also be an async
+    iterable."""
+    return await batching.batch_trigger_async(default_client(), task_id, items,
+                                              Any if output_type is None else output_type)

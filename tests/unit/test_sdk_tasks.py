@@ -1,5 +1,5 @@
 """Defining tasks: ids, settings, types from annotations, the registry, and the calls that
-are refused before any I/O (outside a task, batches until issue 5)."""
+are refused before any I/O (waiting outside a task)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from kubetasks import (
     TaskDefinitionError,
     queue,
     task,
-    tasks,
 )
 from kubetasks.tasks import registered
 
@@ -91,10 +90,12 @@ async def test_trigger_and_wait_async_outside_a_task_is_a_clear_error() -> None:
         await double.trigger_and_wait_async(In(n=1))
 
 
-def test_batches_name_issue_5() -> None:
-    with pytest.raises(NotImplementedError, match="issue 5"):
-        double.batch_trigger([In(n=1)])
-    with pytest.raises(NotImplementedError, match="issue 5"):
-        double.batch_trigger_and_wait([In(n=1)])
-    with pytest.raises(NotImplementedError, match="issue 5"):
-        tasks.batch_trigger("unit-double", [{"n": 1}])
+def test_batch_trigger_and_wait_outside_a_task_is_a_clear_error() -> None:
+    with pytest.raises(NotInTaskError, match=r"batch_trigger_and_wait\(\) only works inside "
+                                              r"a running task.*batch_trigger\(\) and then"):
+        double.batch_trigger_and_wait([{"payload": In(n=1)}])
+
+
+async def test_batch_trigger_and_wait_async_outside_a_task_is_a_clear_error() -> None:
+    with pytest.raises(NotInTaskError, match=r"batch_trigger_and_wait_async\(\)"):
+        await double.batch_trigger_and_wait_async([{"payload": In(n=1)}])
