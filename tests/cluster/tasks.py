@@ -128,3 +128,19 @@ async def async_cancellable(payload: dict[str, Any], ctx: Context) -> None:
     except asyncio.CancelledError:
         marker.write_text(f"cancelled={ctx.is_cancelled()}")
         raise
+
+
+@task(id="batch-parent")
+def batch_parent(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """Batch-triggers ``child`` for each value and waits for all; values listed in ``fail``
+    make their child fail. Keys scoped to this run: a retried parent gets the same children
+    back instead of triggering them again."""
+    fail = set(payload.get("fail", []))
+    items = [{"payload": {"value": v, "fail": v in fail, "sleep": payload.get("sleep", 0)},
+              "options": {"idempotency_key": f"item-{n}"}}
+             for n, v in enumerate(payload["values"])]
+    results = child.batch_trigger_and_wait(items)
+    if ctx.attempt.number < int(payload.get("fail_before_attempt", 0)):
+        raise Flaky(f"batch parent attempt {ctx.attempt.number} fails after its batch")
+    return {"results": [{"ok": r.ok, "output": r.output, "status": r.status, "id": r.id}
+                        for r in results]}
