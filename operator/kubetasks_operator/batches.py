@@ -45,6 +45,9 @@ FANOUT_WORKERS = 8
 CLAIM_ROUNDS = 10
 RETRY_AFTER_ERROR = 2.0
 RETRY_ITEMS_DOWNLOAD = 5.0
+# A batch is looked at no more often than this: each look goes over all of its items, and
+# its runs change many times a second while it fans out or runs.
+DECIDE_INTERVAL = 0.1
 
 
 class ItemsUnusable(Exception):
@@ -84,6 +87,7 @@ class BatchKeeper:
         self._work = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._store: ObjectStore | None = None
+        self._decided: dict[Key, float] = {}
         self.created = 0
 
     # --- the pass ---------------------------------------------------------------------------
@@ -109,6 +113,11 @@ class BatchKeeper:
         keys = self.world.changed_batches | due
         self.world.changed_batches = set()
         for key in keys:
+            last = self._decided.get(key)
+            if last is not None and now < last + DECIDE_INTERVAL and key not in due:
+                self._wake(key, last + DECIDE_INTERVAL)
+                continue
+            self._decided[key] = now
             try:
                 self._decide(key, now)
             except Exception:
@@ -201,6 +210,7 @@ class BatchKeeper:
 
     def _forget(self, key: Key, obj: Json | None) -> None:
         self.claims.pop(key, None)
+        self._decided.pop(key, None)
         self.last_write.pop(key, None)
         self._queues.pop(key, None)
         self._timers.pop(key, None)

@@ -43,7 +43,7 @@ def _load_kube_client() -> client.ApiClient:
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
     configuration = client.Configuration.get_default_copy()
-    configuration.connection_pool_maxsize = 32
+    configuration.connection_pool_maxsize = 64
     return client.ApiClient(configuration)
 
 
@@ -74,7 +74,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.queueing.worker_limit = 100
     settings.queueing.idle_timeout = 0.2
     api = _load_kube_client()
-    kube = KubeAdapter(api, ours.write_qps, ours.write_burst)
+    kube = KubeAdapter(api, ours.write_qps, ours.write_burst, ours.fanout_qps,
+                       ours.fanout_burst)
     redis = Redis.from_url(ours.redis_url)
     world = World()
     # Rebuild the picture from the API before any decision: the Redis slot sets are derived

@@ -18,6 +18,8 @@ class OperatorSettings(BaseModel):
     | KUBETASKS_REDIS_URL | Redis for queue slots (``redis://127.0.0.1:6379/0``) |
     | KUBETASKS_NAMESPACES | comma-separated namespaces to watch; empty: cluster-wide |
     | KUBETASKS_WRITE_QPS / KUBETASKS_WRITE_BURST | client-side limit on API writes |
+    | KUBETASKS_FANOUT_QPS / KUBETASKS_FANOUT_BURST | separate limit on the TaskRuns that |
+    |   | batches create (300/s, bursts of 100) |
     | KUBETASKS_REPAIR_INTERVAL | seconds between Redis repairs from the API (30) |
     | KUBETASKS_JOB_TTL_SECONDS | ttlSecondsAfterFinished of attempt Jobs (3600) |
     | KUBETASKS_WORKER_COMMAND | the attempt container's command (``kubetasks worker``) |
@@ -34,6 +36,8 @@ class OperatorSettings(BaseModel):
     namespaces: list[str] = Field(default_factory=list)
     write_qps: float = Field(default=200.0, gt=0)
     write_burst: int = Field(default=400, ge=1)
+    fanout_qps: float = Field(default=300.0, gt=0)
+    fanout_burst: int = Field(default=100, ge=1)
     repair_interval: float = Field(default=30.0, gt=0)
     job_ttl_seconds: int = Field(default=3600, ge=0)
     worker_command: list[str] = Field(default_factory=lambda: ["kubetasks", "worker"])

@@ -14,6 +14,7 @@ from kubetasks_operator.core.batches import (
     ItemRun,
     counts,
     decide_batch,
+    status_interval,
 )
 
 NOW = 1_000_000.0
@@ -204,3 +205,12 @@ def test_parse_items_checks_what_the_api_server_would_have() -> None:
         parse_items([{"payload": 1}], 2)
     with pytest.raises(ValueError, match=r"item 0\.options\.maxAttempts"):
         parse_items([{"payload": 1, "options": {"maxAttempts": 0}}], 1)
+
+
+def test_big_batches_report_progress_less_often() -> None:
+    assert status_interval(3) == STATUS_INTERVAL
+    assert status_interval(1000) == 5.0
+    recorded = {"phase": "Running", "total": 1000, "created": 10}
+    moving = view(1000, phase="Running", recorded_created=10, recorded=recorded)
+    assert decide_batch(moving, NOW, ISO, last_write=NOW - 2).status == {}
+    assert decide_batch(moving, NOW, ISO, last_write=NOW - 5).status

@@ -1,8 +1,9 @@
 """The operator's writes to the Kubernetes API, and its start-up reads.
 
-Every write goes through one token bucket (``write_qps``/``write_burst``): Kopf itself has no
-client-side rate limit. Calls run in a small thread pool on the official client, with raw JSON
-in and out (the client's model deserialisation is slow and not needed here).
+Every write goes through a token bucket (``write_qps``/``write_burst``; a batch's fan-out has
+its own, ``fanout_qps``/``fanout_burst``): Kopf itself has no client-side rate limit. Calls
+run in a small thread pool on the official client, with raw JSON in and out (the client's
+model deserialisation is slow and not needed here).
 """
 
 from __future__ import annotations
@@ -28,42 +29,25 @@ COMPONENT = "kubetasks-operator"
 
 
 class TokenBucket:
-    """``rate`` writes per second with bursts of ``burst``. Background writes (a batch's
-    fan-out) take a token only while more than ``reserve`` are left, so they never hold up
-    the writes that move runs along."""
+    """``rate`` writes per second with bursts of ``burst``."""
 
-    def __init__(self, rate: float, burst: int, reserve_share: float = 0.25) -> None:
+    def __init__(self, rate: float, burst: int) -> None:
         self.rate = rate
         self.capacity = float(burst)
         self.tokens = float(burst)
-        self.reserve = max(1.0, self.capacity * reserve_share) if burst > 1 else 0.0
         self.updated = time.monotonic()
         self._lock = asyncio.Lock()
-
-    def _refill(self) -> None:
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
 
     async def take(self) -> None:
         async with self._lock:
             while True:
-                self._refill()
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
                 if self.tokens >= 1:
                     self.tokens -= 1
                     return
                 await asyncio.sleep((1 - self.tokens) / self.rate)
-
-    async def take_background(self) -> None:
-        # Waits outside the lock: a foreground take() is never queued behind it.
-        while True:
-            async with self._lock:
-                self._refill()
-                if self.tokens >= 1 + self.reserve:
-                    self.tokens -= 1
-                    return
-                wait = (1 + self.reserve - self.tokens) / self.rate
-            await asyncio.sleep(wait)
 
 
 def refused(exc: BaseException) -> bool:
@@ -79,23 +63,31 @@ def _json(response: Any) -> Json:
 
 class KubeAdapter:
     def __init__(self, api: client.ApiClient, write_qps: float, write_burst: int,
-                 threads: int = 24) -> None:
+                 fanout_qps: float = 300.0, fanout_burst: int = 100,
+                 threads: int = 24, fanout_threads: int = 8) -> None:
         self.api = api
         self.custom = client.CustomObjectsApi(api)
         self.batch = client.BatchV1Api(api)
         self.core = client.CoreV1Api(api)
         self.bucket = TokenBucket(write_qps, write_burst)
+        # A batch's fan-out has its own budget: however big, it cannot use up the one that
+        # moves runs along.
+        self.fanout_bucket = TokenBucket(fanout_qps, fanout_burst)
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="kube")
+        # Fan-out calls have their own threads too: queued behind a burst of status writes,
+        # a batch's creates would crawl.
+        self.fanout_pool = ThreadPoolExecutor(fanout_threads, thread_name_prefix="fanout")
         self.instance = socket.gethostname()
         self.writes = 0
 
     async def _call(self, fn: Any, *args: Any, write: bool = True, background: bool = False,
                     **kwargs: Any) -> Any:
         if write:
-            await (self.bucket.take_background() if background else self.bucket.take())
+            await (self.fanout_bucket if background else self.bucket).take()
             self.writes += 1
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.pool, lambda: fn(*args, **kwargs))
+        pool = self.fanout_pool if background else self.pool
+        return await loop.run_in_executor(pool, lambda: fn(*args, **kwargs))
 
     # --- reads (start-up rebuild) ----------------------------------------------------------
 
@@ -304,3 +296,4 @@ class KubeAdapter:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.fanout_pool.shutdown(wait=False, cancel_futures=True)
