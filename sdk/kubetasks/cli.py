@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 from pathlib import Path
-from types import FrameType
 
 import click
 
@@ -58,45 +55,40 @@ def operator(namespaces: tuple[str, ...], redis_url: str | None, liveness: str,
 
 
 @main.command()
+@click.argument("modules", nargs=-1)
+@click.option("--run", "driver", default=None, metavar="MODULE:FUNCTION",
+              help="After deploying, call this function (it triggers runs and may print "
+                   "results); its int return value is the exit code.")
+@click.option("--once", is_flag=True,
+              help="Stop everything after --run returns (or right after start without it).")
+@click.option("--namespace", default="default", show_default=True,
+              help="Namespace the tasks are deployed to and the runs live in.")
 @click.option("--workdir", type=click.Path(path_type=Path), default=None,
               help="Where the local cluster keeps its data and logs (default: a temp dir).")
-@click.option("--once", is_flag=True,
-              help="Start everything, print the cluster, then stop (a smoke test).")
 @click.pass_context
-def dev(ctx: click.Context, workdir: Path | None, once: bool) -> None:
-    """Run kubetasks locally: control plane, node agent, Redis, S3 and the CRDs."""
-    from kubetasks.devcluster.errors import ComponentError
-    from kubetasks.devcluster.local import LocalCluster
+def dev(ctx: click.Context, modules: tuple[str, ...], driver: str | None, once: bool,
+        namespace: str, workdir: Path | None) -> None:
+    """Run kubetasks locally: control plane, node agent, Redis, S3, the CRDs and the
+    operator; deploy the tasks of MODULES (import paths, from the current directory) and
+    show runs live until Ctrl-C.
 
-    local = LocalCluster(workdir)
-    click.echo("starting the local control plane, node agent, Redis and S3 server...", err=True)
+    \b
+    kubetasks dev examples.tasks --run examples.main:main --once
+    """
+    from kubetasks import devmode
+    from kubetasks.devcluster.errors import ComponentError
+    from kubetasks.errors import KubetasksError
+
     try:
-        local.start()
-    except ComponentError as exc:
+        code = devmode.run(list(modules), driver, once, workdir, namespace)
+    except (ComponentError, KubetasksError) as exc:
         if ctx.obj["debug"]:
             raise
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    try:
-        click.echo(f"ready in {local.started_seconds:.1f} s; workdir {local.workdir}", err=True)
-        click.echo(local.control_plane.kubectl("get", "nodes,crds"))
-        click.echo("environment for kubetasks processes and kubectl:")
-        for key, value in local.env().items():
-            click.echo(f"  export {key}={value}")
-        if once:
-            return
-        stop = threading.Event()
+    sys.exit(code)
 
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            stop.set()
 
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        click.echo("running; press Ctrl-C to stop everything", err=True)
-        stop.wait()
-    finally:
-        click.echo("stopping...", err=True)
-        local.stop()
 @main.command()
 def worker() -> None:
     """Run one attempt of a task (the entrypoint of an attempt's pod)."""
