@@ -37,6 +37,7 @@ from kubetasks_operator.core.batches import (
     decide_batch,
 )
 from kubetasks_operator.core.lifecycle import iso
+from kubetasks_operator.metrics import OperatorMetrics
 from kubetasks_operator.settings import OperatorSettings
 from kubetasks_operator.world import Json, Key, World
 
@@ -64,6 +65,7 @@ class BatchKeeper:
         poke: Callable[[], None],
         clock: Callable[[], float] = time.time,
         workers: int = FANOUT_WORKERS,
+        metrics: OperatorMetrics | None = None,
     ) -> None:
         self.world = world
         self.kube = kube
@@ -89,6 +91,7 @@ class BatchKeeper:
         self._store: ObjectStore | None = None
         self._decided: dict[Key, float] = {}
         self.created = 0
+        self.metrics = metrics if metrics is not None else OperatorMetrics()
 
     # --- the pass ---------------------------------------------------------------------------
 
@@ -122,6 +125,7 @@ class BatchKeeper:
                 self._decide(key, now)
             except Exception:
                 log.exception("deciding batch %s/%s failed; retrying", *key)
+                self.metrics.error("batch")
                 self._wake(key, now + RETRY_AFTER_ERROR)
 
     def _wake(self, key: Key, at: float | None) -> None:
@@ -258,6 +262,7 @@ class BatchKeeper:
         except Exception as exc:
             log.warning("reading the items of batch %s/%s failed (%s); retrying in %.0f s",
                         *key, exc, RETRY_ITEMS_DOWNLOAD)
+            self.metrics.error("batch")
             self._wake(key, self.clock() + RETRY_ITEMS_DOWNLOAD)
         finally:
             self._loading.pop(uid, None)
@@ -300,6 +305,7 @@ class BatchKeeper:
             except Exception:
                 log.exception("creating the run of item %d of batch %s/%s failed; retrying",
                               index, *key)
+                self.metrics.error("batch")
                 self._queued[key].discard(index)
                 self._wake(key, self.clock() + RETRY_AFTER_ERROR)
                 self.poke()
@@ -323,7 +329,7 @@ class BatchKeeper:
             await self._claim(key, obj, index, item)
             return
         name = child_name(key[1], index)
-        run, _ = await self.kube.create_run(child_run(obj, index, item, name))
+        run, created = await self.kube.create_run(child_run(obj, index, item, name))
         if run is None:
             return  # created and deleted again meanwhile: the next pass decides anew
         if not is_item_run(run, key[1], index):
@@ -332,6 +338,8 @@ class BatchKeeper:
             self.claims.setdefault(key, {})[index] = name
         self._put_run(run)
         self.created += 1
+        if created:  # not one a restarted fan-out finds already there
+            self.metrics.batch_runs_created.labels(key[0]).inc()
 
     async def _claim(self, key: Key, obj: Json, index: int, item: Json) -> None:
         """Give a keyed item its run: the run of this item if it exists, else the run that
@@ -364,6 +372,7 @@ class BatchKeeper:
             self._put_run(run)
             if created:
                 self.created += 1
+                self.metrics.batch_runs_created.labels(key[0]).inc()
             if ((run["metadata"].get("labels") or {}).get(LABEL_KEY)) != digest:
                 log.warning("TaskRun %s/%s has the name of idempotency key %r but not its "
                             "label; item %d of batch %s is given that run",
@@ -391,6 +400,7 @@ class BatchKeeper:
         except Exception:
             log.exception("canceling run %s/%s of batch %s failed; retrying", run_key[0],
                           run_key[1], batch[1])
+            self.metrics.error("batch")
             self._wake(batch, self.clock() + RETRY_AFTER_ERROR)
         finally:
             self._canceling.pop(run_key, None)
@@ -412,6 +422,7 @@ class BatchKeeper:
         except Exception:
             # The timer brings the batch back, not a hot loop.
             log.exception("writing the status of batch %s/%s failed; retrying", *key)
+            self.metrics.error("batch")
             self._writing.pop(key, None)
             self._wake(key, self.clock() + RETRY_AFTER_ERROR)
             self.poke()

@@ -40,6 +40,7 @@ from kubetasks_operator.core.lifecycle import (
 from kubetasks_operator.core.model import TERMINAL, Phase, QueueConfig, RunView
 from kubetasks_operator.core.scheduling import Candidate, KeyId, Usage, plan_starts
 from kubetasks_operator.jobs import attempt_job
+from kubetasks_operator.metrics import OperatorMetrics
 from kubetasks_operator.settings import OperatorSettings
 from kubetasks_operator.world import Key, World
 
@@ -60,6 +61,7 @@ class Scheduler:
         settings: OperatorSettings,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        metrics: OperatorMetrics | None = None,
     ) -> None:
         self.world = world
         self.kube = kube
@@ -87,7 +89,10 @@ class Scheduler:
         self._next_queue_status = 0.0
         self.decisions = 0
         self.ready = asyncio.Event()
-        self.batches = BatchKeeper(world, kube, settings, self.touch, self.poke, clock)
+        self.metrics = metrics if metrics is not None else OperatorMetrics()
+        self.metrics.track(world, self)
+        self.batches = BatchKeeper(world, kube, settings, self.touch, self.poke, clock,
+                                   metrics=self.metrics)
 
     # --- inputs ----------------------------------------------------------------------------
 
@@ -178,6 +183,7 @@ class Scheduler:
                 await self.pass_once()
                 await self._housekeeping()
                 took = time.monotonic() - started
+                self.metrics.pass_seconds.observe(took)
                 if took > SLOW_PASS:
                     log.warning("a scheduler pass took %.2f s (%d runs waiting for a slot)",
                                 took, len(self.waiting))
@@ -185,6 +191,7 @@ class Scheduler:
                 raise
             except Exception:
                 log.exception("scheduler pass failed; retrying")
+                self.metrics.error("pass")
                 await asyncio.sleep(RETRY_AFTER_ERROR)
 
     def _due(self, now: float) -> set[Key]:
@@ -306,6 +313,7 @@ class Scheduler:
                 self._next_repair = min(self._next_repair, now + 1)
                 continue
             self.holders[key] = (view.uid, slot)
+            self.metrics.admitted(view.namespace, candidate.queue)
             self._turn += 1
             self.last_served[(candidate.queue_id, candidate.concurrency_key)] = self._turn
             del self.waiting[key]
@@ -320,6 +328,7 @@ class Scheduler:
                 found = await self.kube.get_task(*task_key)
             except Exception:
                 log.exception("looking up Task %s/%s failed; retrying", *task_key)
+                self.metrics.error("pass")
                 for key in runs:
                     self._wake_at(key, now + RETRY_AFTER_ERROR)
                 continue
@@ -376,13 +385,13 @@ class Scheduler:
         if run is None:
             return True
         create_refused = False
+        queue = decision.status.get("queue") or view.status_queue or resolve_queue(
+            view, self.world.task_for(run))
         try:
             for action in decision.actions:
                 if isinstance(action, CreateJob):
                     task_key = (view.namespace, view.task_id)
                     task = self.world.tasks[task_key]
-                    queue = decision.status.get("queue") or view.status_queue or resolve_queue(
-                        view, self.world.task_for(run))
                     job = attempt_job(run, task, queue, action.attempt, self.settings)
                     try:
                         created, _ = await self.kube.create_job(job)
@@ -396,6 +405,7 @@ class Scheduler:
                                                            decision.status)
                 if patched is not None:
                     self.world.put_run(patched)
+                    self.metrics.status_written(view, decision.status, queue)
             for action in decision.actions:
                 if isinstance(action, ReleaseSlot):
                     await self._release(key)
@@ -414,6 +424,7 @@ class Scheduler:
                     await self.kube.post_event(run, action.type, action.reason, action.message)
         except Exception:
             log.exception("applying the decision for %s/%s failed; retrying", *key)
+            self.metrics.error("apply")
             if create_refused:
                 # The API refused the Job, so nothing runs: give the slot back. After any
                 # other failure the Job may exist (a create that timed out, or a status write

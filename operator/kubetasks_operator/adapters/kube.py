@@ -23,6 +23,7 @@ from kubernetes.client.exceptions import ApiException
 from kubetasks.api.v1alpha1 import API_VERSION, GROUP, VERSION
 from kubetasks.payloads import has_nested_null
 from kubetasks.protocol import LABEL_RUN_UID
+from kubetasks_operator.metrics import OperatorMetrics
 
 Json = dict[str, Any]
 COMPONENT = "kubetasks-operator"
@@ -64,7 +65,8 @@ def _json(response: Any) -> Json:
 class KubeAdapter:
     def __init__(self, api: client.ApiClient, write_qps: float, write_burst: int,
                  fanout_qps: float = 300.0, fanout_burst: int = 100,
-                 threads: int = 24, fanout_threads: int = 8) -> None:
+                 threads: int = 24, fanout_threads: int = 8,
+                 metrics: OperatorMetrics | None = None) -> None:
         self.api = api
         self.custom = client.CustomObjectsApi(api)
         self.batch = client.BatchV1Api(api)
@@ -79,12 +81,15 @@ class KubeAdapter:
         self.fanout_pool = ThreadPoolExecutor(fanout_threads, thread_name_prefix="fanout")
         self.instance = socket.gethostname()
         self.writes = 0
+        self.metrics = metrics if metrics is not None else OperatorMetrics()
 
     async def _call(self, fn: Any, *args: Any, write: bool = True, background: bool = False,
-                    **kwargs: Any) -> Any:
+                    op: tuple[str, str] = ("other", "other"), **kwargs: Any) -> Any:
+        """Call the client in a thread; a write (``op``: verb, resource) takes a token."""
         if write:
             await (self.fanout_bucket if background else self.bucket).take()
             self.writes += 1
+            self.metrics.wrote(*op)
         loop = asyncio.get_running_loop()
         pool = self.fanout_pool if background else self.pool
         return await loop.run_in_executor(pool, lambda: fn(*args, **kwargs))
@@ -157,7 +162,7 @@ class KubeAdapter:
         ns = job["metadata"]["namespace"]
         try:
             resp = await self._call(self.batch.create_namespaced_job, ns, job,
-                                    _preload_content=False)
+                                    op=("create", "jobs"), _preload_content=False)
             return _json(resp), True
         except ApiException as exc:
             if exc.status != 409:
@@ -170,7 +175,8 @@ class KubeAdapter:
         try:
             await self._call(
                 self.batch.delete_namespaced_job, name, namespace,
-                body={"propagationPolicy": "Background"}, _preload_content=False,
+                body={"propagationPolicy": "Background"}, op=("delete", "jobs"),
+                _preload_content=False,
             )
         except ApiException as exc:
             if exc.status != 404:
@@ -187,11 +193,13 @@ class KubeAdapter:
                     self.custom.patch_namespaced_custom_object_status, GROUP, VERSION,
                     namespace, "taskruns", name,
                     [{"op": "add", "path": "/status/output", "value": status.pop("output")}],
-                    _preload_content=False, _content_type="application/json-patch+json",
+                    op=("patch", "taskruns/status"), _preload_content=False,
+                    _content_type="application/json-patch+json",
                 )
             resp = await self._call(
                 self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace,
-                "taskruns", name, {"status": status}, _preload_content=False,
+                "taskruns", name, {"status": status}, op=("patch", "taskruns/status"),
+                _preload_content=False,
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -217,7 +225,8 @@ class KubeAdapter:
         try:
             resp = await self._call(self.custom.create_namespaced_custom_object, GROUP,
                                     VERSION, meta["namespace"], "taskruns", body,
-                                    background=True, _preload_content=False)
+                                    background=True, op=("create", "taskruns"),
+                                    _preload_content=False)
             return _json(resp), True
         except ApiException as exc:
             if exc.status != 409:
@@ -229,7 +238,8 @@ class KubeAdapter:
         try:
             resp = await self._call(
                 self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace,
-                "taskbatches", name, {"status": status}, _preload_content=False,
+                "taskbatches", name, {"status": status}, op=("patch", "taskbatches/status"),
+                _preload_content=False,
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -241,7 +251,8 @@ class KubeAdapter:
         try:
             await self._call(
                 self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace,
-                "taskbatches", name, {"spec": {"cancel": True}}, _preload_content=False,
+                "taskbatches", name, {"spec": {"cancel": True}}, op=("patch", "taskbatches"),
+                _preload_content=False,
             )
         except ApiException as exc:
             if exc.status != 404:
@@ -251,7 +262,8 @@ class KubeAdapter:
         try:
             await self._call(
                 self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace,
-                "taskruns", name, {"spec": {"cancel": True}}, _preload_content=False,
+                "taskruns", name, {"spec": {"cancel": True}}, op=("patch", "taskruns"),
+                _preload_content=False,
             )
         except ApiException as exc:
             if exc.status != 404:
@@ -261,7 +273,8 @@ class KubeAdapter:
         try:
             await self._call(
                 self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace,
-                "taskqueues", name, {"status": status}, _preload_content=False,
+                "taskqueues", name, {"status": status}, op=("patch", "taskqueues/status"),
+                _preload_content=False,
             )
         except ApiException as exc:
             if exc.status != 404:
@@ -292,7 +305,7 @@ class KubeAdapter:
         # An event is a courtesy: never fail a transition because of one.
         with contextlib.suppress(ApiException):
             await self._call(self.core.create_namespaced_event, meta["namespace"], body,
-                             _preload_content=False)
+                             op=("create", "events"), _preload_content=False)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
