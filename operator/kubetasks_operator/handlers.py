@@ -20,9 +20,11 @@ from kubernetes import client, config
 from redis.asyncio import Redis
 
 from kubetasks.api.v1alpha1 import GROUP, VERSION
+from kubetasks.logformat import use_json_logs
 from kubetasks.protocol import LABEL_RUN_UID
 from kubetasks_operator.adapters.kube import KubeAdapter
 from kubetasks_operator.adapters.slots import SlotStore
+from kubetasks_operator.metrics import MetricsServer, OperatorMetrics
 from kubetasks_operator.scheduler import Scheduler
 from kubetasks_operator.settings import OperatorSettings
 from kubetasks_operator.world import World
@@ -35,6 +37,32 @@ _state: dict[str, Any] = {}
 def _scheduler() -> Scheduler | None:
     scheduler = _state.get("scheduler")
     return scheduler if isinstance(scheduler, Scheduler) else None
+
+
+def _scheduler_alive() -> bool:
+    """The scheduler has started and its loop still runs."""
+    scheduler, task = _scheduler(), _state.get("task")
+    return (scheduler is not None and scheduler.ready.is_set()
+            and isinstance(task, asyncio.Task) and not task.done())
+
+
+async def _serve_metrics(settings: OperatorSettings) -> OperatorMetrics:
+    """The operator's metrics, served on ``metrics_port`` (unless 0) from the first start-up
+    attempt on; ``/healthz`` answers 503 until the scheduler runs."""
+    metrics = _state.get("metrics")
+    if not isinstance(metrics, OperatorMetrics):
+        metrics = _state["metrics"] = OperatorMetrics()
+    if settings.metrics_port and "metrics_server" not in _state:
+        server = MetricsServer(metrics, _scheduler_alive)
+        await server.start(settings.metrics_port)
+        _state["metrics_server"] = server
+    return metrics
+
+
+def configure_logging(settings: OperatorSettings) -> None:
+    """Switch the log handlers Kopf has set up to JSON lines if the settings ask for it."""
+    if settings.log_format == "json":
+        use_json_logs()
 
 
 def _load_kube_client() -> client.ApiClient:
@@ -64,6 +92,7 @@ class _NoDiffBase(kopf.DiffBaseStorage):
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     ours = OperatorSettings.from_env()
+    configure_logging(ours)
     # Our own Events are posted deliberately; Kopf's log-to-Event bridge stays off so that a
     # busy operator does not flood the API with one Event per handler call.
     settings.posting.enabled = False
@@ -73,9 +102,10 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.connect_timeout = 10
     settings.queueing.worker_limit = 100
     settings.queueing.idle_timeout = 0.2
+    metrics = await _serve_metrics(ours)
     api = _load_kube_client()
     kube = KubeAdapter(api, ours.write_qps, ours.write_burst, ours.fanout_qps,
-                       ours.fanout_burst)
+                       ours.fanout_burst, metrics=metrics)
     redis = Redis.from_url(ours.redis_url)
     world = World()
     # Rebuild the picture from the API before any decision: the Redis slot sets are derived
@@ -92,7 +122,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         world.put_job(obj)
     for obj in await kube.list_labelled("pods", ours.namespaces):
         world.put_pod(obj)
-    scheduler = Scheduler(world, kube, SlotStore(redis), ours)
+    scheduler = Scheduler(world, kube, SlotStore(redis), ours, metrics=metrics)
     _state.update(world=world, kube=kube, redis=redis, scheduler=scheduler, settings=ours)
     _state["task"] = asyncio.create_task(scheduler.run_forever(), name="kubetasks-scheduler")
     await scheduler.ready.wait()
@@ -114,6 +144,9 @@ async def cleanup(**_: Any) -> None:
     kube = _state.get("kube")
     if isinstance(kube, KubeAdapter):
         kube.close()
+    server = _state.pop("metrics_server", None)
+    if isinstance(server, MetricsServer):
+        await server.stop()
 
 
 @kopf.on.probe(id="scheduler")

@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 from collections.abc import Mapping
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -30,6 +31,9 @@ class OperatorSettings(BaseModel):
     |   KUBETASKS_PRESIGN_EXPIRY | passed on to every attempt's pod |
     | KUBETASKS_S3_CREDENTIALS_SECRET | a Secret (keys AWS_ACCESS_KEY_ID, |
     |   | AWS_SECRET_ACCESS_KEY) the pods read their S3 credentials from, by reference |
+    | KUBETASKS_METRICS_PORT | port of ``/metrics`` and ``/healthz`` (9090; 0: off) |
+    | KUBETASKS_LOG_FORMAT | ``text`` or ``json`` (one object per line); passed on to |
+    |   | the pods when ``json`` |
     """
 
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -50,10 +54,13 @@ class OperatorSettings(BaseModel):
     s3_region: str | None = None
     presign_expiry: int | None = Field(default=None, ge=1)
     s3_credentials_secret: str | None = None
+    metrics_port: int = Field(default=9090, ge=0, le=65535)
+    log_format: Literal["text", "json"] = "text"
 
     def pod_env(self) -> list[dict[str, object]]:
         """Env of every attempt's container: the S3 settings (credentials only as a Secret
-        reference, never as values), then ``task_env``."""
+        reference, never as values), the JSON log format if the operator uses it, then
+        ``task_env``."""
         env: list[dict[str, object]] = []
         for name, value in (("KUBETASKS_S3_ENDPOINT", self.s3_endpoint),
                             ("KUBETASKS_S3_BUCKET", self.s3_bucket),
@@ -65,6 +72,8 @@ class OperatorSettings(BaseModel):
             for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
                 env.append({"name": key, "valueFrom": {"secretKeyRef": {
                     "name": self.s3_credentials_secret, "key": key}}})
+        if self.log_format == "json" and "KUBETASKS_LOG_FORMAT" not in self.task_env:
+            env.append({"name": "KUBETASKS_LOG_FORMAT", "value": "json"})
         env.extend({"name": k, "value": v} for k, v in self.task_env.items())
         return env
 
@@ -79,6 +88,11 @@ class OperatorSettings(BaseModel):
         if isinstance(value, str):
             return [n.strip() for n in value.split(",") if n.strip()]
         return value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("task_env", mode="before")
     @classmethod

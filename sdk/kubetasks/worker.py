@@ -45,6 +45,7 @@ from kubetasks.errors import (
     TaskRunCanceledError,
 )
 from kubetasks.handles import parse_time, read_run
+from kubetasks.logformat import log_format_from, stderr_handler
 from kubetasks.payloads import decode_json, encode_output, validate_as
 from kubetasks.protocol import (
     DEFAULT_TERMINATION_MESSAGE_PATH,
@@ -350,11 +351,10 @@ def run_attempt(environ: Mapping[str, str]) -> int:
 
 
 def main() -> None:
-    """Run one attempt and exit with its code."""
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    """Run one attempt and exit with its code. Logs go to stderr, as JSON lines if
+    ``KUBETASKS_LOG_FORMAT=json``."""
+    logging.basicConfig(level=logging.INFO,
+                        handlers=[stderr_handler(log_format_from(os.environ))])
     code = run_attempt(os.environ)
     for handler in logging.getLogger().handlers:
         with contextlib.suppress(Exception):
