@@ -1,7 +1,10 @@
 """Generate the CustomResourceDefinitions in ``crds/`` from the pydantic models.
 
-    python -m kubetasks.api.crdgen --write crds/    # (re)write the files
-    python -m kubetasks.api.crdgen --check crds/    # exit 1 if the files differ from the models
+    python -m kubetasks.api.crdgen --write crds/ charts/kubetasks/crds/   # (re)write the files
+    python -m kubetasks.api.crdgen --check crds/ charts/kubetasks/crds/   # exit 1 on drift
+
+Both options take one or more directories; the repository keeps two identical copies, the
+top-level ``crds/`` (``kubectl apply -f crds/``) and the Helm chart's ``crds/``.
 
 Pydantic's JSON schema becomes a structural OpenAPI v3 schema: references are inlined,
 ``Optional[X]`` becomes ``X``, titles and defaults are dropped (the API server applies no
@@ -26,10 +29,14 @@ from kubetasks.api.v1alpha1 import KINDS, Resource
 
 HEADER = (
     "# Generated from sdk/kubetasks/api/v1alpha1.py by\n"
-    "#   python -m kubetasks.api.crdgen --write crds/\n"
+    "#   python -m kubetasks.api.crdgen --write crds/ charts/kubetasks/crds/\n"
     "# Do not edit: change the models and regenerate.\n"
 )
-REGENERATE_HINT = "run `python -m kubetasks.api.crdgen --write crds/` and commit the result"
+# Every copy of the CRDs in the repository: the top-level one and the Helm chart's.
+CRD_DIRS = ("crds/", "charts/kubetasks/crds/")
+REGENERATE_HINT = (
+    f"run `python -m kubetasks.api.crdgen --write {' '.join(CRD_DIRS)}` and commit the result"
+)
 
 JsonSchema = dict[str, Any]
 
@@ -280,18 +287,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--write", metavar="DIR", type=Path, help="write the CRD files into DIR")
-    mode.add_argument("--check", metavar="DIR", type=Path, help="fail if DIR's files drifted")
+    mode.add_argument("--write", metavar="DIR", type=Path, nargs="+",
+                      help="write the CRD files into each DIR")
+    mode.add_argument("--check", metavar="DIR", type=Path, nargs="+",
+                      help="fail if any DIR's files drifted")
     args = parser.parse_args(argv)
     if args.write is not None:
-        for path in write(args.write):
-            print(f"wrote {path}")
+        for directory in args.write:
+            for path in write(directory):
+                print(f"wrote {path}")
         return 0
-    problems = drift(args.check)
+    problems = [problem for directory in args.check for problem in drift(directory)]
     if problems:
         sys.stdout.write("".join(problems))
+        checked = " and ".join(str(d) for d in args.check)
         print(
-            f"\nThe CRDs in {args.check} do not match the models: {REGENERATE_HINT}.",
+            f"\nThe CRDs in {checked} do not match the models: {REGENERATE_HINT}.",
             file=sys.stderr,
         )
         return 1
