@@ -313,6 +313,37 @@ class KubeApi:
                            decoded)
         return decoded
 
+    def stream(self, path: str, *, params: dict[str, Any] | None = None,
+               read_timeout: float | None = 60.0) -> Iterator[bytes]:
+        """A GET whose answer is read as it arrives (``pods/log``, with ``follow`` an answer
+        that lasts as long as the container): its body chunk by chunk. ``read_timeout``
+        bounds the wait for each chunk (None: no bound). Errors raise :class:`ApiError`
+        before the first chunk."""
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        url = self.credentials.server + path
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        headers = {**self._headers(None), "Accept": "*/*"}
+        response = self._pool.request(
+            "GET", url, headers=headers, preload_content=False, retries=False,
+            timeout=urllib3.Timeout(connect=10.0, read=read_timeout))
+        try:
+            if response.status >= 400:
+                text = response.read()
+                decoded: Any = text.decode(errors="replace")
+                message, reason = decoded, str(response.reason or "")
+                with contextlib.suppress(ValueError):
+                    decoded = json.loads(text)
+                if isinstance(decoded, dict):
+                    message = str(decoded.get("message", decoded))
+                    reason = str(decoded.get("reason", "")) or reason
+                raise ApiError(response.status, reason, message, decoded)
+            yield from response.stream(65536)
+        finally:
+            # Closed first: a connection with an unread answer must not go back to the pool.
+            response.close()
+            response.release_conn()
+
     # --- objects ---------------------------------------------------------------------------
 
     @staticmethod
