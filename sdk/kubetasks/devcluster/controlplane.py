@@ -236,6 +236,9 @@ class ControlPlane:
                 f"--proxy-client-cert-file={pki.front_proxy_client.cert}",
                 f"--proxy-client-key-file={pki.front_proxy_client.key}",
                 "--profiling=false",
+                # The node agent's Hostname address is only its node name, which nothing
+                # resolves: reach kubelets (pods/log) at their InternalIP, as kubeadm does.
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
                 "--v=1",
             ],
             self.logs / "kube-apiserver.log",

@@ -64,6 +64,7 @@ import urllib3
 import yaml
 
 from kubetasks.devcluster.errors import ComponentError
+from kubetasks.devcluster.kubelet_endpoint import KubeletEndpoint
 from kubetasks.devcluster.process import ManagedProcess, die_with_parent
 
 if TYPE_CHECKING:
@@ -857,11 +858,16 @@ class NodeAgent:
         self._registered_at = time.time()
         self._node_uid = ""
         self._kubelet_version = ""
+        # The kubelet API's container logs, for the API server's pods/log.
+        self.kubelet = KubeletEndpoint(workdir / "pods", node_name, self.container_active,
+                                       workdir / "credentials")
+        self.kubelet_port = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def run(self) -> None:
         self._recover_records()
+        self.kubelet_port = self.kubelet.start()
         self._register()
         threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True).start()
         threading.Thread(target=self._watch_loop, name="watch", daemon=True).start()
@@ -879,6 +885,7 @@ class NodeAgent:
         for runner in runners:
             runner.thread.join(max(0.0, deadline - time.monotonic()))
         self._actions.shutdown(wait=False, cancel_futures=True)
+        self.kubelet.stop()
 
     def _recover_records(self) -> None:
         """Processes a previous agent started and never saw end died with it: record that,
@@ -899,6 +906,18 @@ class NodeAgent:
             self.records.append({**record, "event": "end", "time": now, "exitCode": 137,
                                  "reason": REASON_RESTARTED})
         log.info("%d processes died with the previous agent", len(open_starts))
+
+    def container_active(self, namespace: str, pod: str, container: str) -> bool:
+        """The container may still write to its log: its pod runs here and the container
+        has not ended (for the kubelet endpoint's ``follow``)."""
+        with self._lock:
+            runners = [s.runner for s in self._pods.values() if s.running and s.runner
+                       and s.runner.namespace == namespace and s.runner.name == pod]
+        for runner in runners:
+            status = runner.main_statuses.get(container) or runner.init_statuses.get(container)
+            if status is not None and "terminated" not in (status.get("state") or {}):
+                return True
+        return False
 
     # -- node and lease ---------------------------------------------------------------------
 
@@ -926,7 +945,7 @@ class NodeAgent:
             ],
             "addresses": [{"type": "InternalIP", "address": LOCAL_IP},
                           {"type": "Hostname", "address": self.node_name}],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
             "nodeInfo": {
                 "machineID": "", "systemUUID": "", "bootID": "",
                 "kernelVersion": platform.release(),
