@@ -1,19 +1,112 @@
-"""The ``kubetasks`` command line."""
+"""The ``kubetasks`` command line.
+
+This module is the main group and its registration; the commands that trigger and manage
+runs live in ``cli_runs.py`` (formatting in ``cli_output.py``) and are imported only when
+used, so that ``kubetasks worker``, which starts once per attempt, does not pay for them.
+
+Errors print one line on stderr (``error: ...``) and exit 1; usage errors exit 2;
+``--debug`` shows the traceback instead.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
+# Commands defined in other modules, imported when they are used (or listed by --help).
+LAZY_COMMANDS = {
+    "trigger": "kubetasks.cli_runs:trigger",
+    "runs": "kubetasks.cli_runs:runs_group",
+    "batches": "kubetasks.cli_runs:batches_group",
+    "queues": "kubetasks.cli_runs:queues_group",
+}
 
-@click.group()
+
+def describe_error(exc: BaseException) -> str:
+    """One line saying what went wrong, for errors that are not a bug of kubetasks."""
+    import urllib3
+
+    from kubetasks.cli_output import one_line
+
+    if isinstance(exc, urllib3.exceptions.HTTPError):
+        reason = getattr(exc, "reason", None) or exc
+        return one_line(f"cannot reach the Kubernetes API: {reason}; check that the cluster "
+                        "is running and that KUBECONFIG (or --kubeconfig) points at it")
+    return one_line(str(exc)) or type(exc).__name__
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Errors that are the user's or the environment's, not a bug: one line, no traceback."""
+    import urllib3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from kubetasks.cli_output import CliValueError
+    from kubetasks.errors import KubetasksError
+
+    return (KubetasksError, CliValueError, urllib3.exceptions.HTTPError, OSError,
+            BotoCoreError, ClientError)
+
+
+class MainGroup(click.Group):
+    """The main group: lazily imported commands, and one-line errors."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in LAZY_COMMANDS:
+            module, _, attribute = LAZY_COMMANDS[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attribute)
+            assert isinstance(command, click.Command)
+        return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            if ctx.params.get("debug"):
+                raise
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except BrokenPipeError:
+            # The reader went away (`kubetasks runs logs x | head`): stop quietly.
+            with contextlib.suppress(OSError, ValueError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(141)
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                raise
+            if isinstance(exc, _expected_errors()):
+                click.echo(f"error: {describe_error(exc)}", err=True)
+            else:
+                click.echo(f"error: {type(exc).__name__}: {describe_error(exc)} (a bug? "
+                           "--debug shows the traceback)", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=MainGroup)
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.option("-n", "--namespace", default=None, metavar="NAMESPACE",
+              help="Namespace for every command; default: KUBETASKS_NAMESPACE, else the "
+                   "kubeconfig context's, else default.")
+@click.option("--kubeconfig", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Kubeconfig file; default: KUBECONFIG, in-cluster, else ~/.kube/config.")
 @click.pass_context
-def main(ctx: click.Context, debug: bool) -> None:
+def main(ctx: click.Context, debug: bool, namespace: str | None,
+         kubeconfig: Path | None) -> None:
     """kubetasks: Kubernetes-native background tasks for Python."""
-    ctx.obj = {"debug": debug}
+    ctx.obj = {"debug": debug, "namespace": namespace, "kubeconfig": kubeconfig}
 
 
 @main.command()
@@ -99,9 +192,9 @@ def worker() -> None:
 
 @main.command()
 @click.option("--image", required=True, help="Container image that holds the tasks' code.")
-@click.option("--namespace", default=None,
-              help="Namespace of the Task objects; default: KUBETASKS_NAMESPACE, else the "
-                   "kubeconfig context's, else default.")
+@click.option("-n", "--namespace", default=None,
+              help="Namespace of the Task objects; default: the main -n, else "
+                   "KUBETASKS_NAMESPACE, else the kubeconfig context's, else default.")
 @click.option("--env", "env_vars", multiple=True, metavar="NAME=VALUE",
               help="Environment variable for the tasks' pods (repeatable).")
 @click.option("--service-account", default=None,
@@ -136,7 +229,8 @@ def deploy(ctx: click.Context, image: str, namespace: str | None, env_vars: tupl
             return
         from kubetasks.client import configure
 
-        client = configure(namespace=namespace)
+        client = configure(namespace=namespace or ctx.obj.get("namespace"),
+                           kubeconfig=ctx.obj.get("kubeconfig"))
         for obj in deploying.apply(client, objects):
             kind, name = obj["kind"], obj["metadata"]["name"]
             detail = f" ({obj['spec']['entrypoint']})" if kind == "Task" else ""
