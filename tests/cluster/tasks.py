@@ -144,3 +144,18 @@ def batch_parent(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
         raise Flaky(f"batch parent attempt {ctx.attempt.number} fails after its batch")
     return {"results": [{"ok": r.ok, "output": r.output, "status": r.status, "id": r.id}
                         for r in results]}
+
+
+# --- CLI tests -------------------------------------------------------------------------------
+
+
+@task(id="say")
+def say(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """Prints each of ``payload["lines"]`` on stdout (the attempt's log), ``sleep`` seconds
+    apart, and returns how many it printed."""
+    lines = list(payload.get("lines", []))
+    for index, line in enumerate(lines):
+        if index:
+            time.sleep(float(payload.get("sleep", 0)))
+        print(line, flush=True)
+    return {"printed": len(lines)}
