@@ -37,7 +37,8 @@ def install_crds(control_plane: ControlPlane) -> None:
 
 
 class OperatorProcess:
-    """``kubetasks operator`` as a child process against a local cluster.
+    """``kubetasks operator`` as a child process against a local cluster, its metrics and
+    health on a free port (``metrics_url``).
 
     ``kill()`` is a SIGKILL (crash); ``start()`` again is a restart.
     """
@@ -48,16 +49,24 @@ class OperatorProcess:
         self.log_path = workdir / "operator.log"
         self.process: ManagedProcess | None = None
         self.port = 0
+        self.metrics_port = 0
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def start(self, timeout: float = 60.0) -> OperatorProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        env = {**os.environ, **self.env}
+        self.metrics_port = free_port()
+        while self.metrics_port == self.port:
+            self.metrics_port = free_port()
+        env = {**os.environ, **self.env, "KUBETASKS_METRICS_PORT": str(self.metrics_port)}
         self.process = ManagedProcess(
             "kubetasks operator",
             [sys.executable, "-m", "kubetasks.cli", "operator",
              f"--liveness=http://127.0.0.1:{self.port}/healthz"],
-            self.log_path, env=env, cwd=self.workdir, ports=(self.port,),
+            self.log_path, env=env, cwd=self.workdir, ports=(self.port, self.metrics_port),
         )
         self.process.start()
         self.process.wait_ready(self._healthy, timeout)
