@@ -42,6 +42,10 @@ OPERATOR_RULES = {
     ("", "pods"): {"get", "list", "watch"},
     ("", "events"): {"create"},
 }
+# What Kopf reads at the cluster scope (found by 403s in the operator's log on a real API
+# server; see tests/cluster/test_helm_chart.py).
+KOPF_RULES = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
+KOPF_NAMESPACED_RULES = {**KOPF_RULES, ("", "namespaces"): {"list", "watch"}}
 TASK_RULES = {
     ("kubetasks.dev", "taskruns"): {"get", "list", "watch", "create"},
     ("kubetasks.dev", "taskbatches"): {"get", "list", "watch", "create"},
@@ -212,7 +216,7 @@ def test_cluster_wide_operator_gets_a_cluster_role_with_only_what_it_uses() -> N
     objects = render()
     assert not find(objects, "Role", OPERATOR)
     role = one(objects, "ClusterRole", CLUSTER_ROLE)
-    assert rules(role) == OPERATOR_RULES
+    assert rules(role) == {**OPERATOR_RULES, **KOPF_RULES}
     binding = one(objects, "ClusterRoleBinding", CLUSTER_ROLE)
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io",
                                   "kind": "ClusterRole", "name": CLUSTER_ROLE}
@@ -233,7 +237,14 @@ def test_task_pods_may_only_read_and_create_runs_and_batches() -> None:
 
 def test_namespaced_watch_gets_roles_and_task_accounts_in_each_namespace() -> None:
     objects = render([values("namespaced")])
-    assert not find(objects, "ClusterRole") and not find(objects, "ClusterRoleBinding")
+    # At the cluster scope only what Kopf reads: CRDs and namespaces, list and watch.
+    kopf_role = one(objects, "ClusterRole")
+    assert kopf_role["metadata"]["name"] == "kubetasks-kubetasks-operator-kopf"
+    assert rules(kopf_role) == KOPF_NAMESPACED_RULES
+    kopf_binding = one(objects, "ClusterRoleBinding")
+    assert kopf_binding["roleRef"]["name"] == "kubetasks-kubetasks-operator-kopf"
+    assert kopf_binding["subjects"] == [{"kind": "ServiceAccount", "name": OPERATOR,
+                                         "namespace": NS}]
     watched = ["chart-watch-a", "chart-watch-b"]
     env = container_env(operator_deployment(objects))
     assert env["KUBETASKS_NAMESPACES"] == ",".join(watched)
@@ -255,7 +266,8 @@ def test_namespaced_watch_gets_roles_and_task_accounts_in_each_namespace() -> No
 
 def test_cluster_wide_watch_puts_task_accounts_where_tasks_run() -> None:
     objects = render([values("redis-url")])
-    one(objects, "ClusterRole", "kt-kubetasks-operator")
+    assert rules(one(objects, "ClusterRole", "kt-kubetasks-operator")) == {
+        **OPERATOR_RULES, **KOPF_RULES}
     for ns in ("chart-tasks-a", "chart-tasks-b"):
         one(objects, "ServiceAccount", "kt-task", ns)
         assert rules(one(objects, "Role", "kt-task", ns)) == TASK_RULES
