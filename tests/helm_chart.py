@@ -25,7 +25,15 @@ Manifest = dict[str, Any]
 
 @cache
 def helm_binary() -> str:
-    return str(find_helm())
+    path = str(find_helm())
+    version = subprocess.run([path, "version", "--short"], capture_output=True, text=True,
+                             timeout=30).stdout.strip()
+    # The messages of values.schema.json checks that the tests assert on are helm v4's.
+    assert version.startswith("v4."), (
+        f"the chart's tests need helm v4, {path} is {version or 'unknown'}: point "
+        "KUBETASKS_HELM at a helm v4 (`python -m kubetasks.devcluster.helm` fetches one when "
+        "no helm is on PATH)")
+    return path
 
 
 def helm(*args: str, kubeconfig: Path | None = None, check: bool = True,
