@@ -72,7 +72,11 @@ def _load_kube_client() -> client.ApiClient:
         config.load_kube_config()  # type: ignore[no-untyped-call]
     configuration = client.Configuration.get_default_copy()
     configuration.connection_pool_maxsize = 64
-    return client.ApiClient(configuration)
+    api = client.ApiClient(configuration)
+    # Its own User-Agent, so that the API server's audit log tells the operator's writes
+    # apart from other clients with the same credentials (bench/api_cost.py).
+    api.user_agent = "kubetasks-operator"
+    return api
 
 
 class _NoDiffBase(kopf.DiffBaseStorage):
@@ -97,6 +101,9 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # busy operator does not flood the API with one Event per handler call.
     settings.posting.enabled = False
     settings.persistence.diffbase_storage = _NoDiffBase()
+    # The watched resources are fixed and namespaces are named, not patterns: no need to
+    # scan CRDs or namespaces (which needs cluster-wide list/watch rights it would lack).
+    settings.scanning.disabled = True
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.connect_timeout = 10

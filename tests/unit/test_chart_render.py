@@ -44,8 +44,8 @@ OPERATOR_RULES = {
 }
 # What Kopf reads at the cluster scope (found by 403s in the operator's log on a real API
 # server; see tests/cluster/test_helm_chart.py).
-KOPF_RULES = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
-KOPF_NAMESPACED_RULES = {**KOPF_RULES, ("", "namespaces"): {"list", "watch"}}
+# The operator turns Kopf's CRD and namespace scanning off: Kopf needs no rights of its own.
+KOPF_RULES: dict[tuple[str, str], set[str]] = {}
 TASK_RULES = {
     ("kubetasks.dev", "taskruns"): {"get", "list", "watch", "create"},
     ("kubetasks.dev", "taskbatches"): {"get", "list", "watch", "create"},
@@ -237,14 +237,8 @@ def test_task_pods_may_only_read_and_create_runs_and_batches() -> None:
 
 def test_namespaced_watch_gets_roles_and_task_accounts_in_each_namespace() -> None:
     objects = render([values("namespaced")])
-    # At the cluster scope only what Kopf reads: CRDs and namespaces, list and watch.
-    kopf_role = one(objects, "ClusterRole")
-    assert kopf_role["metadata"]["name"] == "kubetasks-kubetasks-operator-kopf"
-    assert rules(kopf_role) == KOPF_NAMESPACED_RULES
-    kopf_binding = one(objects, "ClusterRoleBinding")
-    assert kopf_binding["roleRef"]["name"] == "kubetasks-kubetasks-operator-kopf"
-    assert kopf_binding["subjects"] == [{"kind": "ServiceAccount", "name": OPERATOR,
-                                         "namespace": NS}]
+    # Nothing at the cluster scope.
+    assert not find(objects, "ClusterRole") and not find(objects, "ClusterRoleBinding")
     watched = ["chart-watch-a", "chart-watch-b"]
     env = container_env(operator_deployment(objects))
     assert env["KUBETASKS_NAMESPACES"] == ",".join(watched)
