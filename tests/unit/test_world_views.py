@@ -1,0 +1,78 @@
+"""The World's cached run views: a view is reused until something it is made of changes
+(the run, its Jobs and Pods, its waited-on children and batches), and stored objects lose
+their managedFields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubetasks_operator.core.model import Phase
+from kubetasks_operator.world import World
+
+
+def run(name: str, uid: str, rv: int, phase: str | None = None, **spec: Any) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "metadata": {"namespace": "ns", "name": name, "uid": uid, "resourceVersion": str(rv),
+                     "creationTimestamp": "2027-01-15T08:00:00Z",
+                     "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]},
+        "spec": {"task": "echo", **spec},
+    }
+    if phase:
+        obj["status"] = {"phase": phase, "attempt": 1}
+    return obj
+
+
+def job(run_uid: str, rv: int, active: int = 1) -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": "ns", "name": "p-1", "resourceVersion": str(rv),
+                     "labels": {"kubetasks.dev/run-uid": run_uid, "kubetasks.dev/attempt": "1"}},
+        "status": {"active": active},
+    }
+
+
+def test_a_view_is_reused_until_its_run_changes() -> None:
+    world = World()
+    world.put_run(run("p", "u1", 1, "Queued"))
+    first = world.view(("ns", "p"))
+    assert first is not None and world.view(("ns", "p")) is first
+    world.put_run(run("p", "u1", 1, "Queued"))  # same version: a new object, same content
+    again = world.view(("ns", "p"))
+    assert again is not None and again.phase is Phase.QUEUED
+    world.put_run(run("p", "u1", 2, "Executing"))
+    changed = world.view(("ns", "p"))
+    assert changed is not None and changed.phase is Phase.EXECUTING
+    world.put_run(run("p", "u1", 1, "Queued"))  # stale: ignored, the view stays
+    assert world.view(("ns", "p")) is changed
+
+
+def test_jobs_children_and_batches_refresh_the_view_of_their_run() -> None:
+    world = World()
+    world.put_run(run("p", "u1", 1, "Executing"))
+    assert world.view(("ns", "p")).live_attempt is None  # type: ignore[union-attr]
+    world.put_job(job("u1", 5))
+    assert world.view(("ns", "p")).live_attempt == 1  # type: ignore[union-attr]
+    world.drop_job(job("u1", 6))
+    assert world.view(("ns", "p")).live_attempt is None  # type: ignore[union-attr]
+
+    world.put_run(run("c", "u2", 7, "Queued", parent={"name": "p", "uid": "u1", "wait": True}))
+    assert world.view(("ns", "p")).children_waited == ("c",)  # type: ignore[union-attr]
+    world.put_run(run("c", "u2", 8, "Completed",
+                      parent={"name": "p", "uid": "u1", "wait": True}))
+    assert world.view(("ns", "p")).waiting_on_children == 0  # type: ignore[union-attr]
+
+    batch = {"metadata": {"namespace": "ns", "name": "b", "uid": "ub", "resourceVersion": "9"},
+             "spec": {"task": "echo", "items": [{"payload": 1}],
+                      "parent": {"name": "p", "uid": "u1", "wait": True}}}
+    world.put_batch(batch)
+    assert world.view(("ns", "p")).batches_waited == ("b",)  # type: ignore[union-attr]
+    world.put_batch({**batch, "metadata": {**batch["metadata"], "resourceVersion": "10"},
+                     "status": {"phase": "Completed"}})
+    assert world.view(("ns", "p")).waiting_on_children == 0  # type: ignore[union-attr]
+    world.drop_run(run("p", "u1", 11))
+    assert world.view(("ns", "p")) is None
+
+
+def test_stored_objects_lose_their_managed_fields() -> None:
+    world = World()
+    world.put_run(run("p", "u1", 1))
+    assert "managedFields" not in world.runs[("ns", "p")]["metadata"]
