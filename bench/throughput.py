@@ -27,7 +27,7 @@ after the other, in this order, each in its own namespace:
 3. ``raw``: the same N Jobs, no limits, created as fast as the thread pool allows: the
    ceiling of the control plane itself. Under ``default`` it is skipped unless ``--sides``
    names it: there the Job controller (about 3 Jobs/s end to end) caps both raw sides alike
-   (100 Jobs: 3.4/s limited, 3.2/s unlimited), and a 1000-Job side costs about 5 minutes.
+   (100 Jobs: 3.4/s limited, 3.2/s unlimited), and a 1000-Job side costs 5-6 minutes.
 
 All times are stamped by this process (``time.time()``): a run's trigger (or a Job's create)
 just before its API call, then watch events: the TaskRun's first phase ``Executing``
@@ -460,8 +460,20 @@ def wait_idle(api: client.ApiClient, timeout: float = 300) -> float:
 
 def operator_env() -> dict[str, str]:
     """Operator settings from this process's environment (KUBETASKS_WRITE_QPS=... etc.)."""
-    keep = ("KUBETASKS_WRITE_QPS", "KUBETASKS_WRITE_BURST", "KUBETASKS_REPAIR_INTERVAL")
+    keep = ("KUBETASKS_WRITE_QPS", "KUBETASKS_WRITE_BURST", "KUBETASKS_REPAIR_INTERVAL",
+            "KUBETASKS_QUEUE_STATUS_INTERVAL")
     return {k: os.environ[k] for k in keep if k in os.environ}
+
+
+def slow_passes(log: Path) -> Json:
+    """The operator's warnings of slow scheduler passes (one pass holds up every decision)."""
+    took = []
+    if log.exists():
+        for line in log.read_text(errors="replace").splitlines():
+            if "a scheduler pass took" in line:
+                took.append(float(line.split("took ", 1)[1].split(" s", 1)[0]))
+    return {"count": len(took), "total_s": round(sum(took), 2),
+            "max_s": max(took, default=0.0)}
 
 
 def machine() -> Json:
@@ -511,6 +523,8 @@ def run_setting(name: str, runs: int, limits: list[int | None], threads: int,
             "cluster_start_s": round(local.started_seconds or 0, 1),
             "operator": {"write_qps": operator_settings.write_qps,
                          "write_burst": operator_settings.write_burst,
+                         "repair_interval": operator_settings.repair_interval,
+                         "queue_status_interval": operator_settings.queue_status_interval,
                          "worker_command": operator_settings.worker_command,
                          "namespaces": operator_settings.namespaces},
             "versions": versions(api),
@@ -537,6 +551,8 @@ def run_setting(name: str, runs: int, limits: list[int | None], threads: int,
                       f"({figures['completion_rate_per_s']:.1f}/s)", flush=True)
         finally:
             op.stop()
+            result["operator"]["log"] = str(op.log_path)
+            result["operator"]["slow_passes"] = slow_passes(op.log_path)
     sides_ = result["sides"]
     done = {k: v["completion_rate_per_s"] for k, v in sides_.items()}
     for other in ("raw-limited", "raw"):
@@ -573,6 +589,10 @@ def table(results: Json) -> None:
             print(f"{name:<9}kubetasks: pod Succeeded -> TaskRun Completed p50 {lag['p50_s']:.2f} "
                   f"s, p95 {lag['p95_s']:.2f} s; trigger -> Executing p50 "
                   f"{kt['to_admitted']['p50_s']:.2f} s")
+        slow = setting["operator"].get("slow_passes") or {}
+        if slow.get("count"):
+            print(f"{name:<9}operator: {slow['count']} slow scheduler passes, "
+                  f"{slow['total_s']} s in all, longest {slow['max_s']} s")
         for other in ("raw_limited", "raw"):
             ratio = setting.get(f"ratio_completion_kubetasks_over_{other}")
             if ratio is not None:
