@@ -30,6 +30,16 @@ def _slim(obj: Json) -> Json:
     return obj
 
 
+def _stale(old: Json | None, new: Json) -> bool:
+    """``new`` adds nothing to ``old``: an older version, or the same one again (a watch
+    re-delivers what the start-up list or a write's response already gave; keeping the
+    object already held lets the duplicate be freed at once)."""
+    if old is None:
+        return False
+    new_rv = _rv(new)
+    return _rv(old) > new_rv or (new_rv > 0 and _rv(old) == new_rv)
+
+
 def _rv(obj: Json | None) -> int:
     try:
         return int((obj or {}).get("metadata", {}).get("resourceVersion", "0"))
@@ -76,7 +86,7 @@ class World:
     def _put_run(self, obj: Json) -> set[Key]:
         key = key_of(obj)
         old = self.runs.get(key)
-        if old is not None and _rv(old) > _rv(obj):
+        if _stale(old, obj):
             return set()
         self.runs[key] = _slim(obj)
         uid = obj["metadata"]["uid"]
@@ -145,7 +155,7 @@ class World:
         """Store a TaskBatch; the run keys to look at again (a parent that waits on it)."""
         key = key_of(obj)
         old = self.batches.get(key)
-        if old is not None and _rv(old) > _rv(obj):
+        if _stale(old, obj):
             return set()
         self.batches[key] = _slim(obj)
         self.changed_batches.add(key)
@@ -213,7 +223,7 @@ class World:
             return set()
         key = key_of(obj)
         old = store.get(key)
-        if old is not None and _rv(old) > _rv(obj):
+        if _stale(old, obj):
             return set()
         store[key] = _slim(obj)
         index[uid].add(key)
