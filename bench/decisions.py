@@ -375,6 +375,10 @@ def main() -> None:
     keys = sorted(world.runs)
     rng = random.Random(1)
 
+    # Views are cached until their run changes; "cold" builds every one from JSON, as after a
+    # start or when every run changed at once.
+    cold_view_s, _ = timed(args.repeats, lambda _: [world.view(k) for k in keys],
+                           world.drop_views)
     view_s, _ = timed(args.repeats, lambda _: [world.view(k) for k in keys])
     prepared = [g for g in (inputs_of(world, k) for k in keys) if g is not None]
 
@@ -401,6 +405,14 @@ def main() -> None:
     full_s, (full_decisions, full_starts) = timed(
         args.repeats, lambda state: scheduler_pass(world, keys, state[0], state[1], {}),
         lambda: ({}, dict(holders)))
+
+    def cold_state() -> tuple[dict[Key, Decision], Holders]:
+        world.drop_views()
+        return {}, dict(holders)
+
+    cold_full_s, _ = timed(
+        args.repeats, lambda state: scheduler_pass(world, keys, state[0], state[1], {}),
+        cold_state)
     # The state after that full pass (its starts hold slots now), then 100 runs change.
     after_waiting: dict[Key, Decision] = {}
     after_holders = dict(holders)
@@ -420,34 +432,42 @@ def main() -> None:
         "holding_slot": len(holders),
         "decisions_with_writes": writes,
         "view": {"median_s": round(view_s, 4), "per_s": round(n / view_s)},
+        "view_cold": {"median_s": round(cold_view_s, 4), "per_s": round(n / cold_view_s)},
         "reconcile": {"median_s": round(reconcile_s, 4), "per_s": round(n / reconcile_s)},
         "plan_starts": {"median_s": round(plan_s, 4), "candidates": len(candidates),
                         "planned": len(plan), "candidates_per_s": round(len(candidates) / plan_s)},
         "full_pass": {"median_s": round(full_s, 4), "decisions": full_decisions,
                       "starts": full_starts, "decisions_per_s": round(full_decisions / full_s)},
+        "full_pass_cold_views": {"median_s": round(cold_full_s, 4),
+                                 "decisions_per_s": round(full_decisions / cold_full_s)},
         "incremental_pass": {"median_s": round(incremental_s, 4), "dirty": len(dirty),
                              "waiting": len(after_waiting),
                              "decisions": inc_decisions, "starts": inc_starts,
                              "passes_per_s": round(1 / incremental_s, 1)},
         "target_decisions_per_s": TARGET,
     }
-    results["target_ok"] = results["full_pass"]["decisions_per_s"] >= TARGET
+    # The target holds for the harder case: every view built from JSON in the pass.
+    results["target_ok"] = results["full_pass_cold_views"]["decisions_per_s"] >= TARGET
 
     print(f"{len(waiting)} runs want a slot, {len(holders)} hold one, "
           f"{len(world.queues)} queues; median of {args.repeats}")
     print()
     print(f"{'':<46}{'median ms':>10}{'per s':>12}")
-    print(f"{'World.view (JSON -> RunView), all runs':<46}{view_s * 1000:>10.1f}"
-          f"{n / view_s:>12,.0f}")
+    print(f"{'World.view, cold (JSON -> RunView), all runs':<46}{cold_view_s * 1000:>10.1f}"
+          f"{n / cold_view_s:>12,.0f}")
+    print(f"{'World.view, cached, all runs':<46}{view_s * 1000:>10.1f}{n / view_s:>12,.0f}")
     print(f"{'reconcile, all runs (views prebuilt)':<46}{reconcile_s * 1000:>10.1f}"
           f"{n / reconcile_s:>12,.0f}")
     print(f"{f'plan_starts, {len(candidates)} candidates':<46}{plan_s * 1000:>10.1f}"
           f"{len(candidates) / plan_s:>12,.0f}  ({len(plan)} planned)")
-    print(f"{'full pass, all runs dirty (decisions)':<46}{full_s * 1000:>10.1f}"
+    print(f"{'full pass, all runs dirty, views cached':<46}{full_s * 1000:>10.1f}"
           f"{full_decisions / full_s:>12,.0f}  ({full_starts} starts)")
+    print(f"{'full pass, all runs dirty, views cold':<46}{cold_full_s * 1000:>10.1f}"
+          f"{full_decisions / cold_full_s:>12,.0f}")
     print(f"{f'incremental pass, {len(dirty)} dirty (passes)':<46}{incremental_s * 1000:>10.1f}"
           f"{1 / incremental_s:>12,.1f}")
-    print(f"\nfull pass: {results['full_pass']['decisions_per_s']:,} decisions/s "
+    print(f"\nfull pass, cold views: {results['full_pass_cold_views']['decisions_per_s']:,}"
+          " decisions/s "
           f"(target >= {TARGET:,.0f}): {'ok' if results['target_ok'] else 'UNDER'}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -271,6 +271,10 @@ class World:
             cached = self._queue_cache[key] = queue_config(self.queues[key])
         return cached
 
+    def drop_views(self) -> None:
+        """Forget every cached view (benchmarks measure the cost of building them)."""
+        self._views.clear()
+
     def view(self, key: Key) -> RunView | None:
         cached = self._views.get(key)
         if cached is not None:
