@@ -87,6 +87,7 @@ class Scheduler:
         self._task_lookups: dict[Key, set[Key]] = {}
         self._next_repair = 0.0
         self._next_queue_status = 0.0
+        self._queue_status_task: asyncio.Task[None] | None = None
         self.decisions = 0
         self.ready = asyncio.Event()
         self.metrics = metrics if metrics is not None else OperatorMetrics()
@@ -463,9 +464,11 @@ class Scheduler:
                 key for key, batch in self.world.batches.items()
                 if (batch.get("status") or {}).get("phase") not in TERMINAL_BATCH
             )
-        if now >= self._next_queue_status:
+        if now >= self._next_queue_status and (
+                self._queue_status_task is None or self._queue_status_task.done()):
             self._next_queue_status = now + self.settings.queue_status_interval
-            await self._write_queue_status()
+            # In the background: a pass that waited on these writes held up every start.
+            self._queue_status_task = asyncio.create_task(self._write_queue_status())
         if self._deleting:
             self._deleting = {d for d in self._deleting if d in self.world.jobs}
 
@@ -477,10 +480,14 @@ class Scheduler:
         for key, decision in self.waiting.items():
             if decision.wants_slot is not None:
                 queued[(key[0], decision.wants_slot.queue)] += 1
-        # A copy: watch handlers add queues while this loop awaits its writes.
+        # A copy: watch handlers add queues while this task awaits its writes.
         for qkey in list(self.world.queues):
             status: dict[str, Any] = {"running": running[qkey], "queued": queued[qkey]}
             if self._queue_status.get(qkey) == status:
                 continue
-            await self.kube.patch_queue_status(qkey[0], qkey[1], status)
+            try:
+                await self.kube.patch_queue_status(qkey[0], qkey[1], status)
+            except Exception:
+                log.exception("writing the status of TaskQueue %s/%s failed; retrying", *qkey)
+                continue
             self._queue_status[qkey] = status
