@@ -96,6 +96,7 @@ class ControlPlane:
         binaries: Binaries | None = None,
         controller_settings: ControllerSettings | None = None,
         start_timeout: float = 60.0,
+        audit: bool = False,
     ) -> None:
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="kubetasks-cluster-"))
@@ -106,6 +107,7 @@ class ControlPlane:
         self.pki: ClusterPKI | None = None
         self.processes: dict[str, ManagedProcess] = {}
         self.started_seconds: float | None = None
+        self.audit = audit
 
     # --- paths and clients ---------------------------------------------------------------
 
@@ -120,6 +122,39 @@ class ControlPlane:
     @property
     def logs(self) -> Path:
         return self.workdir / "logs"
+
+    # --- audit log (off by default) ------------------------------------------------------
+    # With ``audit=True`` the API server writes one JSON line per write request (create,
+    # update, patch, delete, deletecollection) at Metadata level to ``audit_log``: who
+    # (``user.username``, ``userAgent``), what (``verb``, ``objectRef``) and the answer's
+    # code. Reads are not logged. Used by bench/api_cost.py to attribute writes to clients.
+
+    @property
+    def audit_log(self) -> Path:
+        return self.logs / "audit.log"
+
+    def _audit_flags(self) -> list[str]:
+        if not self.audit:
+            return []
+        policy_path = self.workdir / "audit-policy.yaml"
+        policy = {
+            "apiVersion": "audit.k8s.io/v1",
+            "kind": "Policy",
+            "omitStages": ["RequestReceived"],
+            "rules": [
+                {"level": "Metadata",
+                 "verbs": ["create", "update", "patch", "delete", "deletecollection"]},
+                {"level": "None"},
+            ],
+        }
+        self.logs.mkdir(parents=True, exist_ok=True)
+        policy_path.write_text(yaml.safe_dump(policy, sort_keys=False))
+        return [
+            f"--audit-policy-file={policy_path}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-mode=blocking",
+        ]
 
     def kubeconfig_for(self, name: str, credentials: ClientCredentials) -> Path:
         """Write a kubeconfig for other credentials (a node, a test user)."""
@@ -240,6 +275,7 @@ class ControlPlane:
                 # resolves: reach kubelets (pods/log) at their InternalIP, as kubeadm does.
                 "--kubelet-preferred-address-types=InternalIP,Hostname",
                 "--v=1",
+                *self._audit_flags(),
             ],
             self.logs / "kube-apiserver.log",
             ports=(p.apiserver,),

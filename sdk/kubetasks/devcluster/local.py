@@ -102,10 +102,12 @@ class LocalCluster:
         *,
         controller_settings: ControllerSettings | None = None,
         with_crds: bool = True,
+        audit: bool = False,
     ) -> None:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="kubetasks-local-"))
         self.control_plane = ControlPlane(
-            self.workdir / "cluster", controller_settings=controller_settings
+            self.workdir / "cluster", controller_settings=controller_settings,
+            audit=audit,  # the API server's audit log of writes (ControlPlane.audit_log)
         )
         self.node_agent = NodeAgentProcess(
             self.control_plane, workdir=self.workdir / "node", **LOCAL_NODE_CAPACITY
