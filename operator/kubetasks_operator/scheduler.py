@@ -88,6 +88,11 @@ class Scheduler:
         self._next_repair = 0.0
         self._next_queue_status = 0.0
         self._queue_status_task: asyncio.Task[None] | None = None
+        # Planning goes over every waiting run, so it is done only when something it depends
+        # on changed: a run started or stopped waiting (or asked differently), a slot was
+        # freed, the slots were rebuilt, or a queue changed.
+        self._plan_needed = True
+        self._admit: set[Key] = set()  # waiting runs whose admission (Queued) is unwritten
         self.decisions = 0
         self.ready = asyncio.Event()
         self.metrics = metrics if metrics is not None else OperatorMetrics()
@@ -98,10 +103,17 @@ class Scheduler:
     # --- inputs ----------------------------------------------------------------------------
 
     def touch(self, keys: Iterable[Key]) -> None:
+        # An event that changed nothing (a watch re-delivering a version the operator already
+        # holds, e.g. of its own write) wakes nothing: thousands of them in a row made a
+        # pass each, and each pass planned over every waiting run.
+        before = len(self.dirty)
         self.dirty.update(keys)
-        self._wakeup.set()
+        if len(self.dirty) != before:
+            self._wakeup.set()
 
     def poke(self) -> None:
+        """Something outside the runs changed (a queue, a pod gone): plan again."""
+        self._plan_needed = True
         self._wakeup.set()
 
     def _wake_at(self, key: Key, at: float | None) -> None:
@@ -139,6 +151,7 @@ class Scheduler:
         holders.update(self.orphans)
         await self.slots.rebuild(holders)
         self.holders = truth
+        self._plan_needed = True
         self._next_repair = self.clock() + self.settings.repair_interval
         log.info("slots rebuilt from the API: %d held", len(holders))
 
@@ -156,6 +169,7 @@ class Scheduler:
         held = self.holders.pop(key, None)
         if held is not None:
             await self.slots.release(held[0], held[1])
+            self._plan_needed = True
             self._wakeup.set()
 
     # --- the loop --------------------------------------------------------------------------
@@ -171,8 +185,12 @@ class Scheduler:
         await self.start()
         while True:
             timeout = None
+            # The repair is due even when nothing happens (it is the safety net), and the
+            # queues' counts are brought up to date after the last change.
             wake = min((t for t in (self._timers[0][0] if self._timers else None,
-                                    self.batches.next_wake()) if t is not None), default=None)
+                                    self.batches.next_wake(), self._next_repair,
+                                    self._next_queue_status)
+                        if t is not None), default=None)
             if wake is not None:
                 timeout = max(0.0, wake - self.clock())
             if not self.dirty and not self.world.changed_batches:
@@ -252,7 +270,8 @@ class Scheduler:
             return None  # looked at again when its write is done
         view = self.world.view(key)
         if view is None:
-            self.waiting.pop(key, None)
+            if self.waiting.pop(key, None) is not None:
+                self._plan_needed = True
             held = self.holders.pop(key, None)
             if held is not None:
                 self.orphans[held[0]] = held[1]
@@ -273,9 +292,15 @@ class Scheduler:
         self.decisions += 1
         self._wake_at(key, decision.wake_at)
         if decision.wants_slot is not None:
+            previous = self.waiting.get(key)
+            if previous is None or previous.wants_slot != decision.wants_slot:
+                self._plan_needed = True
             self.waiting[key] = decision
+            if decision.status:
+                self._admit.add(key)
             return None
-        self.waiting.pop(key, None)
+        if self.waiting.pop(key, None) is not None:
+            self._plan_needed = True
         if not decision.status and not decision.actions:
             return None
         return (key, view, decision)
@@ -292,11 +317,15 @@ class Scheduler:
             key = (candidate.namespace, candidate.name)
             pending = self.waiting.get(key)
             view = self.world.view(key)
-            if pending is None or view is None or key in self._inflight:
+            if pending is None or view is None:
+                continue
+            if key in self._inflight:
+                self._plan_needed = True  # again once its write is done
                 continue
             run = self.world.runs[key]
             task = self.world.task_for(run)
             if task is None:
+                self._plan_needed = True
                 continue
             config = configs[candidate.queue_id]
             slot = SlotId(view.namespace, candidate.queue, view.concurrency_key)
@@ -310,7 +339,7 @@ class Scheduler:
                 self._wakeup.set()
                 break
             if grant is Grant.FULL:
-                # Our count disagreed with Redis: trust Redis, repair soon.
+                # Our count disagreed with Redis: trust Redis, repair soon (which plans anew).
                 self._next_repair = min(self._next_repair, now + 1)
                 continue
             self.holders[key] = (view.uid, slot)
@@ -341,8 +370,16 @@ class Scheduler:
             self.touch(runs)
 
     async def _start_waiting(self, now: float) -> None:
-        if not self.waiting:
-            return
+        if self._plan_needed and self.waiting:
+            self._plan_needed = False
+            try:
+                await self._plan_and_grant(now)
+            except BaseException:
+                self._plan_needed = True
+                raise
+        await self._write_admissions()
+
+    async def _plan_and_grant(self, now: float) -> None:
         candidates = []
         for key, decision in self.waiting.items():
             request = decision.wants_slot
@@ -371,14 +408,22 @@ class Scheduler:
             # its slot is taken, and dropping it here would leave the run stuck.
             if work:
                 await self._apply_all(work)
-                work = []
-        # Runs still waiting: write their admission (Queued) once.
-        for key, decision in list(self.waiting.items()):
-            if decision.status and key not in self._inflight:
-                waiting_view = self.world.view(key)
-                if waiting_view is not None:
-                    status, decision.status = decision.status, {}
-                    work.append((key, waiting_view, Decision(status=status)))
+
+    async def _write_admissions(self) -> None:
+        """Runs still waiting: write their admission (Queued) once."""
+        work: list[tuple[Key, RunView, Decision]] = []
+        for key in list(self._admit):
+            decision = self.waiting.get(key)
+            if decision is None or not decision.status:
+                self._admit.discard(key)
+                continue
+            if key in self._inflight:
+                continue  # written when its write in flight is done and it is decided again
+            self._admit.discard(key)
+            waiting_view = self.world.view(key)
+            if waiting_view is not None:
+                status, decision.status = decision.status, {}
+                work.append((key, waiting_view, Decision(status=status)))
         await self._apply_all(work)
 
     async def _apply(self, key: Key, view: RunView, decision: Decision) -> bool:
@@ -442,6 +487,7 @@ class Scheduler:
             if not self.world.pods_of_run.get(uid) and not self.world.jobs_of_run.get(uid):
                 slot = self.orphans.pop(uid)
                 await self.slots.release(uid, slot)
+                self._plan_needed = True
                 self._wakeup.set()
 
     # --- housekeeping ----------------------------------------------------------------------
