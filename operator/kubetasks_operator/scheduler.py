@@ -88,10 +88,6 @@ class Scheduler:
         self._next_repair = 0.0
         self._next_queue_status = 0.0
         self._queue_status_task: asyncio.Task[None] | None = None
-        # Planning goes over every waiting run, so it is done only when something it depends
-        # on changed: a run started or stopped waiting (or asked differently), a slot was
-        # freed, the slots were rebuilt, or a queue changed.
-        self._plan_needed = True
         self._admit: set[Key] = set()  # waiting runs whose admission (Queued) is unwritten
         self.decisions = 0
         self.ready = asyncio.Event()
@@ -113,7 +109,6 @@ class Scheduler:
 
     def poke(self) -> None:
         """Something outside the runs changed (a queue, a pod gone): plan again."""
-        self._plan_needed = True
         self._wakeup.set()
 
     def _wake_at(self, key: Key, at: float | None) -> None:
@@ -151,7 +146,6 @@ class Scheduler:
         holders.update(self.orphans)
         await self.slots.rebuild(holders)
         self.holders = truth
-        self._plan_needed = True
         self._next_repair = self.clock() + self.settings.repair_interval
         log.info("slots rebuilt from the API: %d held", len(holders))
 
@@ -169,7 +163,6 @@ class Scheduler:
         held = self.holders.pop(key, None)
         if held is not None:
             await self.slots.release(held[0], held[1])
-            self._plan_needed = True
             self._wakeup.set()
 
     # --- the loop --------------------------------------------------------------------------
@@ -270,8 +263,7 @@ class Scheduler:
             return None  # looked at again when its write is done
         view = self.world.view(key)
         if view is None:
-            if self.waiting.pop(key, None) is not None:
-                self._plan_needed = True
+            self.waiting.pop(key, None)
             held = self.holders.pop(key, None)
             if held is not None:
                 self.orphans[held[0]] = held[1]
@@ -292,15 +284,11 @@ class Scheduler:
         self.decisions += 1
         self._wake_at(key, decision.wake_at)
         if decision.wants_slot is not None:
-            previous = self.waiting.get(key)
-            if previous is None or previous.wants_slot != decision.wants_slot:
-                self._plan_needed = True
             self.waiting[key] = decision
             if decision.status:
                 self._admit.add(key)
             return None
-        if self.waiting.pop(key, None) is not None:
-            self._plan_needed = True
+        self.waiting.pop(key, None)
         if not decision.status and not decision.actions:
             return None
         return (key, view, decision)
@@ -320,12 +308,10 @@ class Scheduler:
             if pending is None or view is None:
                 continue
             if key in self._inflight:
-                self._plan_needed = True  # again once its write is done
-                continue
+                continue  # planned again once its write is done
             run = self.world.runs[key]
             task = self.world.task_for(run)
             if task is None:
-                self._plan_needed = True
                 continue
             config = configs[candidate.queue_id]
             slot = SlotId(view.namespace, candidate.queue, view.concurrency_key)
@@ -370,13 +356,10 @@ class Scheduler:
             self.touch(runs)
 
     async def _start_waiting(self, now: float) -> None:
-        if self._plan_needed and self.waiting:
-            self._plan_needed = False
-            try:
-                await self._plan_and_grant(now)
-            except BaseException:
-                self._plan_needed = True
-                raise
+        if self.waiting:
+            # Planned on every pass: passes come only from changes (an event that changed
+            # nothing wakes nothing), and a plan is cheap next to the writes it leads to.
+            await self._plan_and_grant(now)
         await self._write_admissions()
 
     async def _plan_and_grant(self, now: float) -> None:
@@ -487,7 +470,6 @@ class Scheduler:
             if not self.world.pods_of_run.get(uid) and not self.world.jobs_of_run.get(uid):
                 slot = self.orphans.pop(uid)
                 await self.slots.release(uid, slot)
-                self._plan_needed = True
                 self._wakeup.set()
 
     # --- housekeeping ----------------------------------------------------------------------
