@@ -35,7 +35,15 @@ from kubetasks.errors import (
     BatchPollTimeoutError,
     TaskRunNotFoundError,
 )
-from kubetasks.handles import DEFAULT_POLL_INTERVAL, Result, Run, RunError, parse_time, read_run
+from kubetasks.handles import (
+    DEFAULT_POLL_INTERVAL,
+    Result,
+    Run,
+    RunError,
+    parse_time,
+    read_run,
+    split_id,
+)
 from kubetasks.options import TriggerOptionsDict, check_option_names
 from kubetasks.protocol import LABEL_BATCH, LABEL_BATCH_INDEX, label_value
 
@@ -203,12 +211,7 @@ def split_batch_id(batch_id: BatchRef, default_namespace: str) -> tuple[str, str
     """
     if isinstance(batch_id, BatchHandle | Batch):
         batch_id = batch_id.id
-    if not isinstance(batch_id, str) or not batch_id or batch_id.count("/") > 1:
-        raise BatchNotFoundError(str(batch_id))
-    namespace, _, name = batch_id.rpartition("/")
-    if not name:
-        raise BatchNotFoundError(batch_id)
-    return (namespace or default_namespace), name
+    return split_id(batch_id, default_namespace, BatchNotFoundError)
 
 
 def read_batch(client: Client, namespace: str, name: str) -> Json:

@@ -48,9 +48,18 @@ def split_run_id(run_id: RunRef, default_namespace: str) -> tuple[str, str]:
     """
     if isinstance(run_id, RunHandle | Run):
         run_id = run_id.id
-    if not isinstance(run_id, str) or not run_id or run_id.count("/") > 1:
-        raise TaskRunNotFoundError(str(run_id))
-    namespace, _, name = run_id.rpartition("/")
+    return split_id(run_id, default_namespace, TaskRunNotFoundError)
+
+
+def split_id(value: object, default_namespace: str,
+             not_found: Callable[[str], Exception]) -> tuple[str, str]:
+    """(namespace, name) of ``namespace/name`` or a bare name; ``not_found(text)`` is raised
+    for anything else."""
+    if not isinstance(value, str) or not value or value.count("/") > 1:
+        raise not_found(str(value))
+    namespace, _, name = value.rpartition("/")
+    if not name:
+        raise not_found(value)
     return (namespace or default_namespace), name
 
 

@@ -144,16 +144,19 @@ class KubeAdapter:
                     break
         return items
 
-    async def get_task(self, namespace: str, name: str) -> Json | None:
+    async def _get_custom(self, plural: str, namespace: str, name: str) -> Json | None:
         try:
             resp = await self._call(self.custom.get_namespaced_custom_object, GROUP, VERSION,
-                                    namespace, "tasks", name, write=False,
+                                    namespace, plural, name, write=False,
                                     _preload_content=False)
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
         return _json(resp)
+
+    async def get_task(self, namespace: str, name: str) -> Json | None:
+        return await self._get_custom("tasks", namespace, name)
 
     # --- writes ----------------------------------------------------------------------------
 
@@ -208,15 +211,7 @@ class KubeAdapter:
         return _json(resp)
 
     async def get_run(self, namespace: str, name: str) -> Json | None:
-        try:
-            resp = await self._call(self.custom.get_namespaced_custom_object, GROUP, VERSION,
-                                    namespace, "taskruns", name, write=False,
-                                    _preload_content=False)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return _json(resp)
+        return await self._get_custom("taskruns", namespace, name)
 
     async def create_run(self, body: Json) -> tuple[Json | None, bool]:
         """Create a TaskRun as background work (a batch's fan-out); ``(run, created)``.
