@@ -138,3 +138,27 @@ async def test_a_slot_granted_before_redis_fails_mid_plan_still_starts_its_run()
     # r2 is still waiting for the next pass.
     assert kube.jobs == ["r1-1"]
     assert ("ns", "r2") in scheduler.waiting
+
+
+async def test_a_finished_run_is_decided_once_not_over_and_over() -> None:
+    # A finished run holding no slot: the core's "give the slot back" changes nothing, so
+    # it is not carried out, and nothing brings the run back to the next pass.
+    world = World()
+    world.put_task({"metadata": {"namespace": "ns", "name": "echo"},
+                    "spec": {"image": "img", "entrypoint": "app:run"}})
+    world.put_run({
+        "metadata": {"namespace": "ns", "name": "done", "uid": "u9", "generation": 1,
+                     "resourceVersion": "3", "creationTimestamp": "2027-01-15T08:00:00Z"},
+        "spec": {"task": "echo"},
+        "status": {"phase": "Completed", "attempt": 1, "observedGeneration": 1,
+                   "attempts": [{"number": 1, "job": "done-1", "exitCode": 0,
+                                 "reason": "Succeeded"}]},
+    })
+    scheduler = Scheduler(world, FakeKube(), FakeSlots(),  # type: ignore[arg-type]
+                          OperatorSettings(), clock=lambda: T0)
+    await scheduler.start()
+    for _ in range(3):
+        await scheduler.pass_once()
+        await scheduler.drain()
+    assert scheduler.decisions == 1
+    assert not scheduler.dirty
