@@ -21,12 +21,30 @@ def key_of(obj: Json) -> Key:
     return (meta.get("namespace", ""), meta["name"])
 
 
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
 def _slim(obj: Json) -> Json:
     """Drop what the operator never reads and that costs the most memory: managedFields are
-    about 60% of a parsed TaskRun."""
+    about 60% of a parsed TaskRun; ``kubectl apply`` adds a copy of the whole object."""
     meta = obj.get("metadata")
     if isinstance(meta, dict):
         meta.pop("managedFields", None)
+        annotations = meta.get("annotations")
+        if isinstance(annotations, dict):
+            annotations.pop(LAST_APPLIED, None)
+    return obj
+
+
+def _slim_run(obj: Json) -> Json:
+    """A TaskRun as the operator keeps it: also without the payload and the output, which
+    only the worker and the SDK read (each up to 32 KiB inline)."""
+    _slim(obj)
+    spec, status = obj.get("spec"), obj.get("status")
+    if isinstance(spec, dict):
+        spec.pop("payload", None)
+    if isinstance(status, dict):
+        status.pop("output", None)
     return obj
 
 
@@ -88,7 +106,7 @@ class World:
         old = self.runs.get(key)
         if _stale(old, obj):
             return set()
-        self.runs[key] = _slim(obj)
+        self.runs[key] = _slim_run(obj)
         uid = obj["metadata"]["uid"]
         self.run_by_uid[uid] = key
         affected = {key}
@@ -104,6 +122,18 @@ class World:
     def drop_run(self, obj: Json) -> set[Key]:
         self._views.pop(key_of(obj), None)
         return self._changed(self._drop_run(obj))
+
+    def relisted(self, namespace: str | None, seen: set[Key], list_rv: int) -> set[Key]:
+        """A fresh list of ``namespace`` (None: all) saw only ``seen``: the other runs held
+        were deleted while no watch was open, unless they are newer than the list (a write's
+        response made after it)."""
+        affected: set[Key] = set()
+        gone = [run for key, run in self.runs.items()
+                if (namespace is None or key[0] == namespace) and key not in seen
+                and _rv(run) <= list_rv]
+        for run in gone:
+            affected |= self.drop_run(run) | {key_of(run)}
+        return affected
 
     def _drop_run(self, obj: Json) -> set[Key]:
         key = key_of(obj)

@@ -76,3 +76,34 @@ def test_stored_objects_lose_their_managed_fields() -> None:
     world = World()
     world.put_run(run("p", "u1", 1))
     assert "managedFields" not in world.runs[("ns", "p")]["metadata"]
+
+
+def test_a_stored_run_keeps_neither_payload_nor_output_nor_kubectls_copy() -> None:
+    world = World()
+    obj = run("p", "u1", 1, "Completed", payload={"big": "x" * 1000})
+    obj["status"]["output"] = {"result": "y" * 1000}
+    obj["metadata"]["annotations"] = {
+        "kubectl.kubernetes.io/last-applied-configuration": "{...}", "team": "a"}
+    world.put_run(obj)
+    kept = world.runs[("ns", "p")]
+    assert "payload" not in kept["spec"] and kept["spec"]["task"] == "echo"
+    assert "output" not in kept["status"] and kept["status"]["phase"] == "Completed"
+    assert kept["metadata"]["annotations"] == {"team": "a"}
+    assert "managedFields" not in kept["metadata"]
+
+
+def test_a_relist_drops_the_runs_it_no_longer_shows_but_not_newer_ones() -> None:
+    world = World()
+    world.put_run(run("kept", "u1", 5, "Queued"))
+    world.put_run(run("deleted", "u2", 6, "Queued"))
+    world.put_run(run("newer", "u3", 50, "Queued"))  # a write's response after the list
+    other = run("elsewhere", "u4", 7, "Queued")
+    other["metadata"]["namespace"] = "other"
+    world.put_run(other)
+    affected = world.relisted("ns", {("ns", "kept")}, list_rv=20)
+    assert affected == {("ns", "deleted")}
+    assert set(world.runs) == {("ns", "kept"), ("ns", "newer"), ("other", "elsewhere")}
+    assert "u2" not in world.run_by_uid
+    # all namespaces at once
+    assert world.relisted(None, {("ns", "kept"), ("ns", "newer")}, list_rv=20) == {
+        ("other", "elsewhere")}

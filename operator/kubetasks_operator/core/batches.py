@@ -54,7 +54,7 @@ def child_name(batch: str, index: int) -> str:
     return f"{batch}-{index}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ItemRun:
     """The run an item got, as the world shows it now."""
 
@@ -64,7 +64,7 @@ class ItemRun:
     cancel_requested: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BatchView:
     namespace: str
     name: str

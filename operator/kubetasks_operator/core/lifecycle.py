@@ -36,32 +36,32 @@ ATTEMPT_LOST_GRACE = 60.0
 # --- actions -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CreateJob:
     attempt: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeleteJobs:
     """Delete every Job of the run (cancel)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CancelChildren:
     names: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CancelBatches:
     names: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReleaseSlot:
     pass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PostEvent:
     type: str  # Normal | Warning
     reason: str
@@ -71,7 +71,7 @@ class PostEvent:
 Action = CreateJob | DeleteJobs | CancelChildren | CancelBatches | ReleaseSlot | PostEvent
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SlotRequest:
     queue: str
     concurrency_key: str | None

@@ -65,7 +65,7 @@ class AttemptOutcome(StrEnum):
     CANCELED = "Canceled"  # we deleted it
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """Trigger.dev's defaults: 3 attempts, factor 2, 1 s .. 10 s, randomized."""
 
@@ -76,7 +76,7 @@ class RetryPolicy:
     randomize: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TaskDefaults:
     """The parts of a ``Task`` that runs inherit."""
 
@@ -91,7 +91,7 @@ class TaskDefaults:
     machine: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class QueueConfig:
     """A ``TaskQueue``: its limit for the queue as a whole and for each concurrency key."""
 
@@ -101,7 +101,7 @@ class QueueConfig:
     paused: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AttemptResult:
     """What an attempt's Job and Pod say once it has ended."""
 
@@ -118,7 +118,7 @@ class AttemptResult:
     error: dict[str, str] | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AttemptRecord:
     number: int
     job: str
@@ -129,7 +129,7 @@ class AttemptRecord:
     message: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RunView:
     """One TaskRun with what is known about its attempts, as the core sees it."""
 

@@ -16,7 +16,7 @@ from kubetasks_operator.core.model import QueueConfig
 QueueId = tuple[str, str]  # (namespace, queue name)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Candidate:
     """A run that is ready to take a slot."""
 
@@ -32,7 +32,7 @@ class Candidate:
         return (self.namespace, self.queue)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Usage:
     """Slots held now: per queue and per (queue, concurrency key)."""
 
