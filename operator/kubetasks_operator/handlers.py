@@ -4,7 +4,10 @@ Run with ``kubetasks operator`` or ``kopf run -m kubetasks_operator.handlers``. 
 writes to the API (no diff-base annotations, no per-object timers): the one scheduler loop
 does all writes.
 
-The event handlers are ``async`` on purpose although they never await: Kopf runs plain
+TaskRuns are not watched through Kopf but through the operator's own informer
+(``adapters/informer.py``), which calls :func:`taskrun_event` in the event loop.
+
+The Kopf event handlers are ``async`` on purpose although they never await: Kopf runs plain
 functions in a thread pool, and the World, the scheduler's dirty set and its
 ``asyncio.Event`` belong to the event loop (a set() from another thread does not wake it).
 """
@@ -22,6 +25,7 @@ from redis.asyncio import Redis
 from kubetasks.api.v1alpha1 import GROUP, VERSION
 from kubetasks.logformat import use_json_logs
 from kubetasks.protocol import LABEL_RUN_UID
+from kubetasks_operator.adapters.informer import Informer
 from kubetasks_operator.adapters.kube import KubeAdapter
 from kubetasks_operator.adapters.slots import SlotStore
 from kubetasks_operator.metrics import MetricsServer, OperatorMetrics
@@ -121,8 +125,10 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         world.put_task(obj)
     for obj in await kube.list_custom("taskqueues", ours.namespaces):
         world.put_queue(obj)
-    for obj in await kube.list_custom("taskruns", ours.namespaces):
-        world.put_run(obj)
+    # TaskRuns come through the operator's own informer (one list, in pages, then a watch
+    # from its resourceVersion), not Kopf's: see adapters/informer.py.
+    informer = Informer(kube, "taskruns", ours.namespaces)
+    await informer.sync(lambda page: _put_runs(world, page))
     for obj in await kube.list_custom("taskbatches", ours.namespaces):
         world.put_batch(obj)
     for obj in await kube.list_labelled("jobs", ours.namespaces):
@@ -130,8 +136,10 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     for obj in await kube.list_labelled("pods", ours.namespaces):
         world.put_pod(obj)
     scheduler = Scheduler(world, kube, SlotStore(redis), ours, metrics=metrics)
-    _state.update(world=world, kube=kube, redis=redis, scheduler=scheduler, settings=ours)
+    _state.update(world=world, kube=kube, redis=redis, scheduler=scheduler, settings=ours,
+                  informer=informer)
     _state["task"] = asyncio.create_task(scheduler.run_forever(), name="kubetasks-scheduler")
+    informer.start(asyncio.get_running_loop(), taskrun_event, taskruns_relisted)
     await scheduler.ready.wait()
     log.info("kubetasks operator ready: %d runs, %d jobs, %d pods",
              len(world.runs), len(world.jobs), len(world.pods))
@@ -139,6 +147,9 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 @kopf.on.cleanup()
 async def cleanup(**_: Any) -> None:
+    informer = _state.get("informer")
+    if isinstance(informer, Informer):
+        informer.stop()
     task = _state.get("task")
     if isinstance(task, asyncio.Task):
         task.cancel()
@@ -176,17 +187,30 @@ def _world() -> World | None:
     return world if isinstance(world, World) else None
 
 
-@kopf.on.event(GROUP, VERSION, "taskruns")
-async def taskrun_event(event: kopf.RawEvent, **_: Any) -> None:
+def _put_runs(world: World, page: list[dict[str, Any]]) -> None:
+    for obj in page:
+        world.put_run(obj)
+    page.clear()  # each object is now held by the World alone
+
+
+def taskrun_event(kind: str, obj: dict[str, Any]) -> None:
+    """A TaskRun watch event from the informer, called in the event loop's thread."""
     world, scheduler = _world(), _scheduler()
     if world is None or scheduler is None:
         return
-    obj = _obj(event)
-    if event.get("type") == "DELETED":
+    if kind == "DELETED":
         scheduler.touch(world.drop_run(obj) | {(obj["metadata"]["namespace"],
                                                 obj["metadata"]["name"])})
     else:
         scheduler.touch(world.put_run(obj))
+
+
+def taskruns_relisted(namespace: str | None, seen: set[tuple[str, str]],
+                      list_rv: int) -> None:
+    world, scheduler = _world(), _scheduler()
+    if world is None or scheduler is None:
+        return
+    scheduler.touch(world.relisted(namespace, seen, list_rv))
 
 
 @kopf.on.event(GROUP, VERSION, "taskbatches")

@@ -12,7 +12,7 @@ from kubetasks_operator import handlers
 
 
 @pytest.mark.parametrize("handler", [
-    handlers.taskrun_event, handlers.task_event, handlers.taskqueue_event,
+    handlers.task_event, handlers.taskqueue_event,
     handlers.job_event, handlers.pod_event,
 ])
 def test_watch_handlers_run_in_the_event_loop_not_in_kopfs_thread_pool(
