@@ -227,7 +227,8 @@ class BatchKeeper:
         if self._store is None:
             self._store = ObjectStore(StorageSettings(
                 bucket=self.settings.s3_bucket, endpoint=self.settings.s3_endpoint,
-                region=self.settings.s3_region))
+                region=self.settings.s3_region,
+                retry_seconds=0))  # this keeper retries on its own, every 5 s
         return self._store
 
     def _load_items(self, key: Key, obj: Json) -> None:

@@ -9,6 +9,7 @@ Settings come from the environment:
 | KUBETASKS_S3_ENDPOINT | endpoint URL of an S3-compatible server; unset: AWS |
 | KUBETASKS_S3_REGION | region; unset: boto3's default |
 | KUBETASKS_PRESIGN_EXPIRY | seconds a presigned URL stays valid (300) |
+| KUBETASKS_S3_RETRY_SECONDS | how long an unreachable or failing (5xx) server is retried (60) |
 | AWS_ACCESS_KEY_ID, ... | credentials, found by boto3 as usual |
 """
 
@@ -17,9 +18,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from kubetasks.errors import KubetasksError, StorageNotConfiguredError
 from kubetasks.payloads import CONTENT_TYPE, Encoded, verify
@@ -27,6 +30,11 @@ from kubetasks.payloads import CONTENT_TYPE, Encoded, verify
 log = logging.getLogger("kubetasks.storage")
 
 DEFAULT_PRESIGN_EXPIRY = 300
+DEFAULT_RETRY_SECONDS = 60.0
+# Per request: a server that accepts the connection and then says nothing (stopped, or
+# overloaded) must not hold a worker for boto3's default of a minute per try.
+CONNECT_TIMEOUT, READ_TIMEOUT = 5, 15
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,7 @@ class StorageSettings:
     endpoint: str | None = None
     region: str | None = None
     presign_expiry: int = DEFAULT_PRESIGN_EXPIRY
+    retry_seconds: float = DEFAULT_RETRY_SECONDS
 
     @classmethod
     def from_env(cls) -> StorageSettings:
@@ -47,12 +56,42 @@ class StorageSettings:
             raise KubetasksError(
                 f"KUBETASKS_PRESIGN_EXPIRY={expiry!r} must be a whole number of seconds"
             ) from None
+        retry = os.environ.get("KUBETASKS_S3_RETRY_SECONDS", "").strip()
+        try:
+            retry_seconds = float(retry) if retry else DEFAULT_RETRY_SECONDS
+            if retry_seconds < 0:
+                raise ValueError
+        except ValueError:
+            raise KubetasksError(
+                f"KUBETASKS_S3_RETRY_SECONDS={retry!r} must be a number of seconds, 0 or more"
+            ) from None
         return cls(
             bucket=os.environ.get("KUBETASKS_S3_BUCKET") or None,
             endpoint=os.environ.get("KUBETASKS_S3_ENDPOINT") or None,
             region=os.environ.get("KUBETASKS_S3_REGION") or None,
             presign_expiry=presign_expiry,
+            retry_seconds=retry_seconds,
         )
+
+
+def transient(exc: BaseException) -> bool:
+    """A failure worth retrying: the server unreachable, silent or failing (5xx, throttled);
+    not a refusal (403, 404, a bad request) that the same request would get again."""
+    from botocore.exceptions import (
+        ClientError,
+        HTTPClientError,
+    )
+    from botocore.exceptions import (
+        ConnectionError as BotoConnectionError,
+    )
+
+    if isinstance(exc, (BotoConnectionError, HTTPClientError)):
+        return True  # refused, reset, timed out (connect or read)
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        return int(status) >= 500 or code in ("SlowDown", "Throttling", "RequestTimeout")
+    return False
 
 
 def payload_key(namespace: str, task_id: str) -> str:
@@ -87,9 +126,31 @@ class ObjectStore:
                     "s3",
                     endpoint_url=self.settings.endpoint,
                     region_name=self.settings.region,
-                    config=Config(signature_version="s3v4", retries={"mode": "standard"}),
+                    config=Config(signature_version="s3v4",
+                                  # One try per call: _retrying does the retries, in
+                                  # its own time budget.
+                                  retries={"mode": "standard", "total_max_attempts": 1},
+                                  connect_timeout=CONNECT_TIMEOUT,
+                                  read_timeout=READ_TIMEOUT),
                 )
             return self._client
+
+    def _retrying(self, what: str, call: Callable[[], T]) -> T:
+        """``call``, again with backoff while it fails transiently, for up to
+        ``retry_seconds``: an object store down for half a minute must not fail a trigger, or
+        burn a run's attempts."""
+        deadline = time.monotonic() + self.settings.retry_seconds
+        delay = 0.5
+        while True:
+            try:
+                return call()
+            except Exception as exc:
+                if not transient(exc) or time.monotonic() + delay > deadline:
+                    raise
+                log.warning("object storage failed to %s (%s); retrying in %.1f s", what,
+                            type(exc).__name__, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 8.0)
 
     def put(self, key: str, encoded: Encoded) -> dict[str, Any]:
         """Upload ``encoded`` under ``key``; the ``ObjectRef`` (wire form) that names it."""
@@ -100,15 +161,19 @@ class ObjectStore:
                 "but no bucket is configured: set KUBETASKS_S3_BUCKET (and "
                 "KUBETASKS_S3_ENDPOINT for a non-AWS server) with credentials in AWS_* "
                 "variables, or kubetasks.configure(storage=StorageSettings(...))")
-        self._s3().put_object(
-            Bucket=bucket, Key=key, Body=encoded.data, ContentType=CONTENT_TYPE)
+        self._retrying(f"store s3://{bucket}/{key}", lambda: self._s3().put_object(
+            Bucket=bucket, Key=key, Body=encoded.data, ContentType=CONTENT_TYPE))
         return {"bucket": bucket, "key": key, "size": encoded.size, "sha256": encoded.sha256,
                 "contentType": CONTENT_TYPE}
 
     def get(self, ref: dict[str, Any]) -> bytes:
         """Download the object ``ref`` names and check its size and SHA-256."""
-        response = self._s3().get_object(Bucket=ref["bucket"], Key=ref["key"])
-        data: bytes = response["Body"].read()
+        def fetch() -> bytes:
+            response = self._s3().get_object(Bucket=ref["bucket"], Key=ref["key"])
+            body: bytes = response["Body"].read()
+            return body
+
+        data = self._retrying(f"read s3://{ref['bucket']}/{ref['key']}", fetch)
         verify(data, int(ref["size"]), str(ref["sha256"]), f"s3://{ref['bucket']}/{ref['key']}")
         return data
 

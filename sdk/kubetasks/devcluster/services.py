@@ -3,7 +3,9 @@ server (moto's server mode), each on a free port of 127.0.0.1."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -141,6 +143,16 @@ class S3Server:
     def stop(self) -> None:
         if self.process:
             self.process.stop()
+
+    def pause(self) -> None:
+        """SIGSTOP: the server accepts connections and answers nothing, as a hung or
+        partitioned object store does; unlike a restart, it keeps its objects."""
+        if self.process is not None and self.process.pid is not None:
+            os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None and self.process.pid is not None:
+            os.kill(self.process.pid, signal.SIGCONT)
 
     def restart(self) -> None:
         """Start again on the same port; moto keeps nothing, so the bucket is recreated."""
