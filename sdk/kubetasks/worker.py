@@ -29,6 +29,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from kubetasks.client import Client, Json, KubeApi, use_client
 from kubetasks.context import AttemptInfo, Context, RunInfo, TaskInfo, running
 from kubetasks.errors import (
     AbortTaskRunError,
+    ApiError,
     InvalidPayloadError,
     KubetasksError,
     TaskNotRegisteredError,
@@ -308,6 +310,33 @@ def write_message(path: str, message: dict[str, Any]) -> None:
         log.error("cannot write the termination message to %s: %s", path, exc)
 
 
+# How long the worker waits for an API server that is restarting or overloaded before it
+# gives up on the attempt (exit 70): a control-plane restart must not cost a run an attempt.
+START_RETRY_SECONDS = 60.0
+
+
+def read_own_run(client: Client, namespace: str, name: str,
+                 budget: float = START_RETRY_SECONDS) -> Json:
+    """The attempt's TaskRun, read again with backoff while the API server cannot be
+    reached or answers 5xx or 429, for up to ``budget`` seconds."""
+    import urllib3
+
+    deadline = time.monotonic() + budget
+    delay = 0.5
+    while True:
+        try:
+            return read_run(client, namespace, name)
+        except (urllib3.exceptions.HTTPError, ApiError) as exc:
+            if isinstance(exc, ApiError) and exc.status < 500 and exc.status != 429:
+                raise
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("the API server did not answer (%s); reading the run again in "
+                        "%.1f s", str(exc).splitlines()[0][:200], delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 8.0)
+
+
 def run_attempt(environ: Mapping[str, str]) -> int:
     """Everything the worker does; returns the exit code."""
     try:
@@ -318,7 +347,7 @@ def run_attempt(environ: Mapping[str, str]) -> int:
     try:
         client = Client(KubeApi.from_environment(namespace=env.namespace))
         use_client(client)
-        run = read_run(client, env.namespace, env.run_name)
+        run = read_own_run(client, env.namespace, env.run_name)
         if (run.get("metadata") or {}).get("uid") != env.run_uid:
             raise KubetasksError(f"TaskRun {env.namespace}/{env.run_name} was replaced "
                                  "(its uid changed); this attempt belongs to the old one")

@@ -201,3 +201,45 @@ def test_the_worker_outside_a_pod_exits_with_the_internal_code(
 ) -> None:
     assert run_attempt({}) == 70
     assert "KUBETASKS_RUN_NAME" in caplog.text
+
+
+class _FlakyKube:
+    """``get_object`` fails with the given errors, then answers."""
+
+    def __init__(self, errors: list[Exception]) -> None:
+        self.errors = errors
+        self.calls = 0
+
+    def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return {"metadata": {"name": name, "namespace": namespace}}
+
+
+def test_the_worker_waits_out_an_api_server_restart_but_not_a_refusal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import types
+
+    import urllib3
+
+    from kubetasks.errors import ApiError
+    from kubetasks.worker import read_own_run
+
+    monkeypatch.setattr("kubetasks.worker.time.sleep", lambda _: None)
+    down = urllib3.exceptions.MaxRetryError(None, "/apis", reason=None)  # type: ignore[arg-type]
+    kube = _FlakyKube([down, ApiError(503, "ServiceUnavailable", "starting"), down])
+    client = types.SimpleNamespace(kube=kube)
+    assert read_own_run(client, "ns", "r1")["metadata"]["name"] == "r1"  # type: ignore[arg-type]
+    assert kube.calls == 4
+
+    refused = _FlakyKube([ApiError(403, "Forbidden", "no")])
+    with pytest.raises(ApiError, match="403"):
+        read_own_run(types.SimpleNamespace(kube=refused), "ns", "r1")  # type: ignore[arg-type]
+    assert refused.calls == 1
+
+    gone = _FlakyKube([down] * 100)
+    with pytest.raises(urllib3.exceptions.MaxRetryError):
+        read_own_run(types.SimpleNamespace(kube=gone), "ns", "r1",  # type: ignore[arg-type]
+                     budget=0)
