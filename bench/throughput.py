@@ -502,6 +502,33 @@ def versions(api: client.ApiClient) -> Json:
             "kubernetes_client": importlib.metadata.version("kubernetes")}
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def component_cpu(local: LocalCluster, op: OperatorProcess) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each component; ``pods`` is what the node
+    agent's finished children (the pods' processes) used."""
+    pids: dict[str, int | None] = {
+        name: proc.pid for name, proc in local.control_plane.processes.items()}
+    pids["operator"] = op.process.pid if op.process is not None else None
+    pids["node agent"] = (local.node_agent.process.pid
+                          if local.node_agent.process is not None else None)
+    pids["benchmark (triggers, watches)"] = os.getpid()
+    out: dict[str, float] = {}
+    for name, pid in pids.items():
+        if pid is None:
+            continue
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[name] = (int(fields[11]) + int(fields[12])) / TICK
+        if name == "node agent":
+            out["pods"] = (int(fields[13]) + int(fields[14])) / TICK
+    return out
+
+
 def run_setting(name: str, runs: int, limits: list[int | None], threads: int,
                 only: list[str]) -> Json:
     timeout = max(180.0, runs * 0.6)
@@ -544,11 +571,17 @@ def run_setting(name: str, runs: int, limits: list[int | None], threads: int,
                 if side not in only:
                     continue
                 idle = wait_idle(api)
+                cpu_before = component_cpu(local, op)
                 figures = how()
+                cpu_after = component_cpu(local, op)
+                figures["cpu_s"] = {k: round(cpu_after[k] - cpu_before.get(k, 0.0), 1)
+                                    for k in cpu_after}
                 figures["idle_wait_before_s"] = idle
                 result["sides"][side] = figures
                 print(f"[{name}] {side:<12} {runs} done in {figures['wall_s']:7.2f} s "
-                      f"({figures['completion_rate_per_s']:.1f}/s)", flush=True)
+                      f"({figures['completion_rate_per_s']:.1f}/s); CPU s: "
+                      + ", ".join(f"{k} {v}" for k, v in figures["cpu_s"].items()),
+                      flush=True)
         finally:
             op.stop()
             result["operator"]["log"] = str(op.log_path)

@@ -3,7 +3,7 @@ queued runs expire? Runs on the real local control plane with the node agent.
 
     .venv/bin/python bench/timing_precision.py [--runs 200] [--json bench/results/timing.json]
 
-Delay: N runs with delays spread over 3..13 s; for each, |operator start - delayUntil| (the
+Delay: N runs, each due 3..13 s after its own create (spread evenly); for each, |operator start - delayUntil| (the
 status's startedTime, when the operator created attempt 1) and |process start - delayUntil|
 (the node agent's record of when the pod's process really started).
 TTL: N runs with TTLs spread over 2..8 s in a paused queue (so they can never start); for each,
@@ -105,7 +105,9 @@ def main() -> None:
                 time.sleep(0.1)
             now = time.time()
             for i in range(args.runs):
-                delay = now + 3 + 10 * i / args.runs
+                # From this run's own create, not from the loop's start: a create that comes
+                # after the run's due time would measure the create's delay, not the timer's.
+                delay = time.time() + 3 + 10 * i / args.runs
                 custom.create_namespaced_custom_object(GROUP, VERSION, NS, "taskruns", {
                     "apiVersion": f"{GROUP}/{VERSION}", "kind": "TaskRun",
                     "metadata": {"name": f"delay-{i}"},
