@@ -89,6 +89,7 @@ STOP_DEADLINE = "DeadlineExceeded"
 STOP_SHUTDOWN = "NodeShutdown"
 STOP_EXTERNAL = "TerminalInAPI"
 REASON_RESTARTED = "NodeAgentRestarted"
+STATUS_RETRY_SECONDS = 300.0  # how long a pod status write is retried (API server down)
 
 _TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 
@@ -1194,20 +1195,39 @@ class NodeAgent:
     # -- pod writes -------------------------------------------------------------------------
 
     def patch_pod_status(self, namespace: str, name: str, uid: str, status: Json) -> None:
-        try:
-            self.client.request(
-                "PATCH", f"/api/v1/namespaces/{namespace}/pods/{name}/status",
-                # The UID makes the patch fail (409) on a new pod that reuses the name.
-                body={"metadata": {"uid": uid}, "status": status},
-                content_type="application/strategic-merge-patch+json", want_body=False,
-            )
-        except ApiError as exc:
-            if exc.status in (404, 409):
-                log.debug("pod %s/%s is gone; status not written", namespace, name)
-            else:
-                log.error("writing the status of pod %s/%s failed: %s", namespace, name, exc)
-        except Exception as exc:
-            log.error("writing the status of pod %s/%s failed: %s", namespace, name, exc)
+        """Write a pod's status; while the API server is unreachable or answers 5xx/429,
+        again with backoff (as the kubelet's status manager does): a lost final status
+        would leave the pod Running in the API forever, holding its run's queue slot."""
+        delay = 0.5
+        deadline = time.monotonic() + STATUS_RETRY_SECONDS
+        while True:
+            try:
+                self.client.request(
+                    "PATCH", f"/api/v1/namespaces/{namespace}/pods/{name}/status",
+                    # The UID makes the patch fail (409) on a new pod that reuses the name.
+                    body={"metadata": {"uid": uid}, "status": status},
+                    content_type="application/strategic-merge-patch+json", want_body=False,
+                )
+                return
+            except ApiError as exc:
+                if exc.status in (404, 409):
+                    log.debug("pod %s/%s is gone; status not written", namespace, name)
+                    return
+                if exc.status < 500 and exc.status != 429:
+                    log.error("writing the status of pod %s/%s failed: %s", namespace, name,
+                              exc)
+                    return
+                failure: Exception = exc
+            except Exception as exc:
+                failure = exc
+            if self.stopping.is_set() or time.monotonic() + delay > deadline:
+                log.error("writing the status of pod %s/%s failed, giving up: %s",
+                          namespace, name, failure)
+                return
+            log.warning("writing the status of pod %s/%s failed (%s); retrying in %.1f s",
+                        namespace, name, failure, delay)
+            self.stopping.wait(delay)
+            delay = min(delay * 2, 5.0)
 
     def delete_pod(self, namespace: str, name: str, uid: str) -> None:
         try:
