@@ -14,6 +14,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="also run the tests marked `kind` (need Docker and kind; opt-in)",
     )
+    parser.addoption(
+        "--chaos-full",
+        action="store_true",
+        default=False,
+        help="run the chaos suite (tests/chaos) at full size: 500 runs instead of 200",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

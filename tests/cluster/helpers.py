@@ -110,6 +110,7 @@ def executions(agent: NodeAgentProcess, namespace: str) -> list[dict[str, Any]]:
         elif key in starts:
             starts[key]["end"] = record["time"]
             starts[key]["exitCode"] = record.get("exitCode")
+            starts[key]["reason"] = record.get("reason")
     return list(starts.values())
 
 

@@ -8,6 +8,7 @@ payloads; every Task that ``helpers.make_task`` creates points at it:
     {"exit": 65}                        raise AbortTaskRunError: fail at once, exit 65
     {"fail_before_attempt": 2}          raise Flaky (exit 1) on attempts before 2, then succeed
     {"kill_self_before_attempt": 2}     SIGKILL itself (a crash) on attempts before 2
+    {"output_bytes": 40000}             succeed with an output of that many characters
 
 The other tasks exercise the SDK (see test_sdk_*.py).
 """
@@ -47,6 +48,8 @@ def run(payload: dict[str, Any], ctx: Context) -> Any:
         raise AbortTaskRunError(f"payload asked to abort (exit {code})")
     if code:
         raise ExitCode(f"exit {code}")
+    if "output_bytes" in payload:
+        return {"attempt": attempt, "pad": "o" * int(payload["output_bytes"])}
     return payload.get("output", {"attempt": attempt})
 
 
