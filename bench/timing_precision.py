@@ -3,8 +3,9 @@ queued runs expire? Runs on the real local control plane with the node agent.
 
     .venv/bin/python bench/timing_precision.py [--runs 200] [--json bench/results/timing.json]
 
-Delay: N runs, each due 3..13 s after its own create (spread evenly); for each, |operator start - delayUntil| (the
-status's startedTime, when the operator created attempt 1) and |process start - delayUntil|
+Delay: N runs, each due 3..13 s after its own create (spread evenly); for each,
+|operator start - delayUntil| (the status's startedTime, when the operator created attempt 1)
+and |process start - delayUntil|
 (the node agent's record of when the pod's process really started).
 TTL: N runs with TTLs spread over 2..8 s in a paused queue (so they can never start); for each,
 |finishedTime - expiresTime| (when the operator expired it against when it was due).

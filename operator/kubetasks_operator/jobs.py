@@ -100,6 +100,9 @@ def attempt_job(
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": False,
             "capabilities": {"drop": ["ALL"]},
+            # Without it, namespaces that enforce the restricted Pod Security Standard
+            # refuse every attempt's pod.
+            "seccompProfile": {"type": "RuntimeDefault"},
         },
     }
     pod_spec: Json = {

@@ -53,3 +53,13 @@ def test_s3_settings_reach_the_pod_and_credentials_only_by_reference() -> None:
                                                              "key": "AWS_SECRET_ACCESS_KEY"}}
     assert env["EXTRA"] == "x" and env["FROM_TASK"] == "1"
     assert env["KUBETASKS_RUN_NAME"] == "r1" and env["KUBETASKS_ATTEMPT"] == "1"
+
+
+def test_the_attempt_pod_meets_the_restricted_pod_security_standard() -> None:
+    container = attempt_job(RUN, TASK, "emails", 1, OperatorSettings())[
+        "spec"]["template"]["spec"]["containers"][0]
+    security = container["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
