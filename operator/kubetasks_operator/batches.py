@@ -49,6 +49,18 @@ RETRY_ITEMS_DOWNLOAD = 5.0
 # A batch is looked at no more often than this: each look goes over all of its items, and
 # its runs change many times a second while it fans out or runs.
 DECIDE_INTERVAL = 0.1
+MAX_NAME = 253  # of a Kubernetes object
+
+
+def _name_too_long(batch: str, total: int) -> str | None:
+    """Why the runs of a batch named ``batch`` cannot be created, if its name leaves no
+    room for their names (``<batch>-<index>``, at most 253 characters)."""
+    longest = child_name(batch, max(total - 1, 0))
+    if len(longest) <= MAX_NAME:
+        return None
+    return (f"the batch's name is too long for the names of its runs (<batch>-<index>, at "
+            f"most {MAX_NAME} characters); give the batch a name of at most "
+            f"{MAX_NAME - len(longest) + len(batch)} characters")
 
 
 class ItemsUnusable(Exception):
@@ -194,7 +206,7 @@ class BatchKeeper:
             total=total,
             cancel=bool(spec.get("cancel")),
             items_ready=items is not None,
-            items_error=self.item_errors.get(uid),
+            items_error=self.item_errors.get(uid) or _name_too_long(key[1], total),
             keyed=keyed | frozenset(recorded_keyed),
             phase=status.get("phase"),
             recorded_created=int(status.get("created") or 0),

@@ -31,14 +31,21 @@ Json = dict[str, Any]
 
 
 def parse_time(value: object) -> float | None:
+    """Seconds since the epoch of an RFC 3339 time; None when absent or unreadable."""
     if not isinstance(value, str) or not value:
         return None
     return _parse_time(value)
 
 
 @functools.lru_cache(maxsize=16384)
-def _parse_time(value: str) -> float:
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+def _parse_time(value: str) -> float | None:
+    # The API server's date-time check is looser than Python's parser: it also passes a
+    # lower-case "t" and "z" (read here), and any character before the fraction, offsets
+    # such as +99:99 and the year 0 (unreadable: None; see RunView.invalid_delay).
+    try:
+        return dt.datetime.fromisoformat(value.upper().replace("Z", "+00:00")).timestamp()
+    except (ValueError, OverflowError):
+        return None
 
 
 def _int(value: object, default: int | None = None) -> int | None:
@@ -270,6 +277,8 @@ def run_view(
         task_id=spec.get("task", ""),
         cancel=bool(spec.get("cancel", False)),
         delay_until=parse_time(spec.get("delayUntil")),
+        invalid_delay=(spec["delayUntil"] if spec.get("delayUntil")
+                       and parse_time(spec["delayUntil"]) is None else None),
         ttl_seconds=_int(spec.get("ttlSeconds")),
         queue_name=queue.get("name"),
         queue_limit=_int(queue.get("concurrencyLimit")),

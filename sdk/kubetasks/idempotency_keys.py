@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -75,6 +75,9 @@ def create(key: str | Sequence[str], scope: Scope = "run") -> IdempotencyKey:
     if isinstance(key, str):
         text = key
     else:
+        if not isinstance(key, Iterable) or isinstance(key, bytes | bytearray | Mapping):
+            raise InvalidOptionError(
+                f"idempotency key must be a string or a list of strings, got {key!r}")
         parts = list(key)
         if not parts or not all(isinstance(p, str) for p in parts):
             raise InvalidOptionError(f"idempotency key parts must be strings, got {key!r}")

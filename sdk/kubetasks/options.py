@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -72,13 +72,14 @@ def parse_duration(value: Duration, option: str = "duration") -> float:
         raise InvalidDurationError(option, value, "a boolean is not a duration")
     if isinstance(value, dt.timedelta):
         seconds = value.total_seconds()
-    elif isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        parsed = parse_duration_string(value)
+    elif isinstance(value, int | float | str):
+        parsed = parse_duration_string(value) if isinstance(value, str) else value
         if parsed is None:
             raise InvalidDurationError(option, value)
-        seconds = float(parsed)
+        try:
+            seconds = float(parsed)
+        except OverflowError:  # an int beyond any float: far longer than any limit
+            raise InvalidDurationError(option, value, "it is far too long") from None
     else:
         raise InvalidDurationError(option, value, f"a {type(value).__name__} is not a duration")
     if math.isnan(seconds) or math.isinf(seconds):
@@ -107,6 +108,14 @@ def parse_delay(value: Delay, now: dt.datetime) -> dt.datetime:
     >>> parse_delay("1h52m18s", now).isoformat()
     '2030-01-01T01:52:18+00:00'
     """
+    try:
+        return _delay_until(value, now)
+    except OverflowError:
+        # Python's datetimes span the years 1 to 9999 (in UTC), and so does RFC 3339.
+        raise InvalidDelayError(value, "it falls outside the years 1 to 9999") from None
+
+
+def _delay_until(value: Delay, now: dt.datetime) -> dt.datetime:
     if isinstance(value, dt.datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             raise InvalidDelayError(
@@ -263,12 +272,19 @@ def normalize_tags(tags: str | Sequence[str]) -> list[str]:
     >>> normalize_tags(["a", "b", "a"])
     ['a', 'b']
     """
-    items = [tags] if isinstance(tags, str) else list(tags)
+    if isinstance(tags, str):
+        items: list[object] = [tags]
+    elif isinstance(tags, Iterable) and not isinstance(tags, bytes | bytearray | Mapping):
+        items = list(tags)
+    else:
+        raise InvalidOptionError(
+            f"tags must be a string or a list of strings such as ['vip'], got a "
+            f"{type(tags).__name__}")
     unique: list[str] = []
     for tag in items:
         if not isinstance(tag, str) or not 1 <= len(tag) <= MAX_TAG_LENGTH:
             raise InvalidOptionError(
-                f"tag {tag!r} must be a string of 1 to {MAX_TAG_LENGTH} characters")
+                f"tag {tag!r} in tags must be a string of 1 to {MAX_TAG_LENGTH} characters")
         if tag not in unique:
             unique.append(tag)
     if len(unique) > MAX_TAGS:

@@ -64,6 +64,18 @@ def batch_inline_limit_from_env() -> int:
     return _limit_from_env(BATCH_INLINE_LIMIT_ENV, DEFAULT_BATCH_INLINE_LIMIT, "TaskBatches")
 
 
+# Pydantic serialises at most 255 levels of nesting, and a payload is serialised again
+# inside the TaskRun or TaskBatch that carries it: it is checked with this many levels of
+# room to spare, so a payload that passes here also fits there.
+NESTING_HEADROOM = 16
+
+
+def _wrapped(value: Any) -> Any:
+    for _ in range(NESTING_HEADROOM):
+        value = [value]
+    return value
+
+
 def to_jsonable(value: Any, what: str = "value") -> Any:
     """``value`` as plain JSON types: pydantic models, dataclasses, datetimes, UUIDs and
     the like are converted the way pydantic serialises them."""
@@ -72,12 +84,24 @@ def to_jsonable(value: Any, what: str = "value") -> Any:
 
     try:
         if isinstance(value, BaseModel):
-            return value.model_dump(mode="json")
-        return to_jsonable_python(value)
-    except PydanticSerializationError as exc:
+            plain = value.model_dump(mode="json")
+            to_jsonable_python(_wrapped(plain))  # the nesting check
+            return plain
+        wrapped = to_jsonable_python(_wrapped(value))
+        for _ in range(NESTING_HEADROOM):
+            wrapped = wrapped[0]
+        return wrapped
+    except (PydanticSerializationError, ValueError, RecursionError) as exc:
+        # ValueError: bytes that are not UTF-8, a circular reference, nesting too deep;
+        # none has a JSON form that kubetasks can carry.
+        if "depth" in str(exc) or isinstance(exc, RecursionError):
+            raise PayloadNotSerializableError(
+                f"{what} cannot be turned into JSON: it is nested more than "
+                f"{255 - NESTING_HEADROOM - 1} levels deep; flatten it") from None
         raise PayloadNotSerializableError(
             f"{what} cannot be turned into JSON ({exc}); pass JSON types (dict, list, str, "
-            "int, float, bool, None) or pydantic models") from None
+            "int, float, bool, None) or pydantic models, with text as str (bytes only if "
+            "they are UTF-8)") from None
 
 
 def encode_json(value: Any, what: str = "value") -> tuple[bytes, Any]:
@@ -89,11 +113,17 @@ def encode_json(value: Any, what: str = "value") -> tuple[bytes, Any]:
     plain = to_jsonable(value, what)
     try:
         text = json.dumps(plain, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise PayloadNotSerializableError(
             f"{what} cannot be turned into JSON ({exc}); NaN and infinity have no JSON form"
         ) from None
-    return text.encode(), plain
+    try:
+        return text.encode(), plain
+    except UnicodeEncodeError as exc:
+        raise PayloadNotSerializableError(
+            f"{what} cannot be turned into JSON: it holds a lone surrogate "
+            f"{exc.object[exc.start:exc.end]!r}, which is not text; decode bytes with "
+            "errors='replace' (not 'surrogateescape') or pass them base64-encoded") from None
 
 
 def has_nested_null(value: Any) -> bool:

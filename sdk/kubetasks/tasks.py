@@ -79,6 +79,13 @@ class Task(Generic[PayloadT, OutputT]):
         if retry is not None and not isinstance(retry, RetryOptions):
             raise TaskDefinitionError(
                 f"retry of task {id!r} must be kubetasks.RetryOptions(...), got {retry!r}")
+        from kubetasks.api.v1alpha1 import Machine as MachinePreset
+
+        machines = typing.get_args(MachinePreset)
+        if machine is not None and machine not in machines:
+            raise TaskDefinitionError(
+                f"machine {machine!r} of task {id!r} is not a machine preset; use one of "
+                f"{', '.join(machines)}")
         try:
             self.max_duration_seconds = (
                 None if max_duration is None

@@ -41,7 +41,13 @@ from kubetasks.idempotency_keys import (
     resolve,
     run_name,
 )
-from kubetasks.options import Delay, TriggerOptionsDict, parse_delay, to_trigger_options
+from kubetasks.options import (
+    Delay,
+    TriggerOptionsDict,
+    check_dns_label,
+    parse_delay,
+    to_trigger_options,
+)
 from kubetasks.payloads import Encoded, encode_payload
 from kubetasks.protocol import LABEL_TASK
 from kubetasks.storage import payload_key
@@ -103,6 +109,7 @@ def prepare(client: Client, task_id: str, payload: Any, options: TriggerOptionsD
     ctx = current_context()
     if wait and ctx is None:
         raise NotInTaskError(method)
+    check_dns_label(task_id, "task id", "send-email")
     encoded = encode_payload(payload)
     key = resolve(options["idempotency_key"]) if "idempotency_key" in options else None
     trigger_options = to_trigger_options(options, utcnow(), key)

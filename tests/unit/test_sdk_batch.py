@@ -28,7 +28,6 @@ from kubetasks import (
     MetadataTooLargeError,
     NotInTaskError,
     PayloadTooLargeError,
-    StorageSettings,
     TaskRunCanceledError,
     batch,
     idempotency_keys,
@@ -47,10 +46,9 @@ from kubetasks.context import AttemptInfo, RunInfo, TaskInfo, running
 from kubetasks.errors import ApiError
 from kubetasks.payloads import (
     MIB,
-    Encoded,
     batch_inline_limit_from_env,
 )
-from kubetasks.storage import ObjectStore
+from tests.unit.fakes import MemoryStore
 
 NS = "ns"
 BATCH = "t-b-abcde"
@@ -100,17 +98,6 @@ class FakeKube(KubeApi):
             pairs = {f"{key}={value}" for key, value in labels.items()}
             if kind == plural and (label_selector is None or label_selector in pairs):
                 yield copy.deepcopy(obj)
-
-
-class MemoryStore(ObjectStore):
-    def __init__(self) -> None:
-        super().__init__(StorageSettings(bucket="bucket"))
-        self.objects: dict[str, bytes] = {}
-
-    def put(self, key: str, encoded: Encoded) -> dict[str, Any]:
-        self.objects[key] = encoded.data
-        return {"bucket": "bucket", "key": key, "size": encoded.size,
-                "sha256": encoded.sha256, "contentType": "application/json"}
 
 
 def fake_client(inline_limit: int = 1024, batch_inline_limit: int = 4096) -> Client:

@@ -256,6 +256,13 @@ def reconcile(
     if run.cancel:
         _cancel(b)
         return b.decision
+    if run.invalid_delay is not None and run.phase in (Phase.PENDING, Phase.DELAYED):
+        b.phase(Phase.FAILED, Reason.INVALID_DELAY,
+                f"spec.delayUntil {run.invalid_delay!r} is not a time kubetasks can read; "
+                "trigger again with an RFC 3339 time such as 2030-12-01T00:00:00Z")
+        b.set(finishedTime=iso(now))
+        b.event("Warning", Reason.INVALID_DELAY, f"unreadable delayUntil {run.invalid_delay!r}")
+        return b.decision
     # Without its Task a run cannot start an attempt (the Task holds the image); a running
     # attempt may still finish.
     if task is None and run.phase not in (Phase.EXECUTING, Phase.WAITING):
@@ -274,6 +281,17 @@ def reconcile(
                 "set a limit of at least 1 (or pause the queue with spec.paused instead)")
         b.set(finishedTime=iso(now), queue=config.name)
         b.event("Warning", Reason.INVALID_QUEUE, f"queue {config.name!r} has limit 0")
+        return b.decision
+
+    if (config.concurrency_key_limit == 0 and run.concurrency_key is not None
+            and run.attempt == 0):
+        b.phase(Phase.FAILED, Reason.INVALID_QUEUE,
+                f"queue {config.name!r} has concurrencyKeyLimit 0, so no run with a "
+                "concurrency key can ever start; set a limit of at least 1, or leave it out to "
+                "use the queue's concurrencyLimit")
+        b.set(finishedTime=iso(now), queue=config.name)
+        b.event("Warning", Reason.INVALID_QUEUE,
+                f"queue {config.name!r} has concurrencyKeyLimit 0")
         return b.decision
 
     _refuse_late_reschedule(b)

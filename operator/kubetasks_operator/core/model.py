@@ -34,6 +34,7 @@ class Reason:
     """Reasons on the ``Succeeded`` condition and on Events (CamelCase, stable)."""
 
     TASK_NOT_FOUND = "TaskNotFound"
+    INVALID_DELAY = "InvalidDelay"
     INVALID_QUEUE = "InvalidQueue"
     DELAYED = "Delayed"
     QUEUED = "Queued"
@@ -142,6 +143,7 @@ class RunView:
     # spec
     cancel: bool = False
     delay_until: float | None = None
+    invalid_delay: str | None = None  # spec.delayUntil when it is not a readable time
     ttl_seconds: int | None = None
     queue_name: str | None = None
     queue_limit: int | None = None

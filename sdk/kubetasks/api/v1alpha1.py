@@ -351,12 +351,25 @@ TRIGGER_OPTIONS_RULES = (
 )
 
 
+# The format check of a date-time passes more than RFC 3339 (a lower-case "t" and "z", any
+# character before the fraction), but CEL, which reads the field in the update rules, does
+# not: such a value would be accepted and then make every status write of the run fail.
+# Reading it in a rule refuses it on create instead, naming the field.
+READABLE_TIME = cel(
+    "self == self",
+    "must be an RFC 3339 time such as 2030-12-01T00:00:00Z",
+    reason="FieldValueInvalid",
+)
+
+
 class TriggerOptions(KubeModel):
     """Options given when a task is triggered (one run, or one item of a batch)."""
 
     model_config = ConfigDict(json_schema_extra=validations(*TRIGGER_OPTIONS_RULES))
 
-    delay_until: AwareDatetime | None = None
+    delay_until: Annotated[
+        AwareDatetime | None, Field(json_schema_extra=validations(READABLE_TIME))
+    ] = None
     """Do not start before this time (RFC 3339). Stays mutable: reschedule patches it."""
     ttl_seconds: Seconds | None = None
     """Expire the run if it has not started this many seconds after it was enqueued (after
