@@ -37,6 +37,7 @@ from kubernetes import client
 from kubetasks.devcluster.local import LocalCluster, OperatorProcess
 from kubetasks.devcluster.nodeagent import REASON_RESTARTED
 from kubetasks.storage import ObjectStore, StorageSettings
+from tests.cluster.helpers import create_namespace
 from tests.workload import (
     LABEL_ATTEMPT,
     LABEL_RUN,
@@ -184,20 +185,6 @@ def run_faults(chaos: Chaos, load: Load, faults: list[tuple[str, Callable[[], No
         chaos.check_operator(what)
 
 
-def create_namespace(api: client.ApiClient) -> None:
-    core = client.CoreV1Api(api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            core.read_namespaced_service_account("default", NAMESPACE)
-            return
-        except client.ApiException as exc:
-            if exc.status != 404 or time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
 @pytest.mark.timeout(2400)
 def test_no_run_lost_or_run_twice_and_no_limit_exceeded_under_faults(
     request: pytest.FixtureRequest, chaos_cluster: LocalCluster, chaos_api: client.ApiClient,
@@ -205,7 +192,7 @@ def test_no_run_lost_or_run_twice_and_no_limit_exceeded_under_faults(
 ) -> None:
     size = "full" if request.config.getoption("--chaos-full") else "reduced"
     rng = seeded(f"chaos, {size}")
-    create_namespace(chaos_api)
+    create_namespace(chaos_api, NAMESPACE)
     s3 = chaos_cluster.s3
     for name, value in s3.env().items():
         monkeypatch.setenv(name, value)

@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from kubetasks.devcluster.local import LOCAL_NODE_CAPACITY, OperatorProcess
 from kubetasks.devcluster.nodeagent import NodeAgentProcess
 from kubetasks.devcluster.services import RedisServer, S3Server
 from kubetasks.storage import StorageSettings
+from tests.cluster.helpers import create_namespace
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = REPO / "crds"
@@ -105,22 +105,12 @@ def namespace(
 ) -> Iterator[str]:
     """A fresh namespace whose default ServiceAccount exists (pods need it)."""
     name = _namespace_name(request.node.name)
-    core = client.CoreV1Api(kube_api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            core.read_namespaced_service_account("default", name)
-            break
-        except client.ApiException as exc:
-            if exc.status != 404 or time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+    create_namespace(kube_api, name)
     try:
         yield name
     finally:
         with contextlib.suppress(client.ApiException):
-            core.delete_namespace(name)
+            client.CoreV1Api(kube_api).delete_namespace(name)
 
 
 def run_kubectl(control_plane: ControlPlane, *args: str) -> subprocess.CompletedProcess[str]:

@@ -127,3 +127,19 @@ def max_overlap(intervals: Iterable[tuple[float, float | None]]) -> int:
         current += delta
         best = max(best, current)
     return best
+
+
+def create_namespace(api: client.ApiClient, name: str, timeout: float = 30) -> None:
+    """Create namespace ``name`` and wait until its default ServiceAccount exists (pods
+    need it)."""
+    core = client.CoreV1Api(api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            core.read_namespaced_service_account("default", name)
+            return
+        except client.ApiException as exc:
+            if exc.status != 404 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
