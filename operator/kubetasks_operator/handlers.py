@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from kubetasks.api.v1alpha1 import GROUP, VERSION
 from kubetasks.logformat import use_json_logs
 from kubetasks.protocol import LABEL_RUN_UID
-from kubetasks_operator.adapters.informer import Informer
+from kubetasks_operator.adapters.informer import Informer, failed_create_events
 from kubetasks_operator.adapters.kube import KubeAdapter
 from kubetasks_operator.adapters.slots import SlotStore
 from kubetasks_operator.metrics import MetricsServer, OperatorMetrics
@@ -135,11 +135,15 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         world.put_job(obj)
     for obj in await kube.list_labelled("pods", ours.namespaces):
         world.put_pod(obj)
+    # After the Jobs: an Event counts only for a Job the World holds.
+    job_events = Informer(kube, "events", ours.namespaces, failed_create_events(kube))
+    await job_events.sync(lambda page: _put_job_events(world, page))
     scheduler = Scheduler(world, kube, SlotStore(redis), ours, metrics=metrics)
     _state.update(world=world, kube=kube, redis=redis, scheduler=scheduler, settings=ours,
-                  informer=informer)
+                  informer=informer, job_events=job_events)
     _state["task"] = asyncio.create_task(scheduler.run_forever(), name="kubetasks-scheduler")
     informer.start(asyncio.get_running_loop(), taskrun_event, taskruns_relisted)
+    job_events.start(asyncio.get_running_loop(), job_event_seen, _ignore_relist)
     await scheduler.ready.wait()
     log.info("kubetasks operator ready: %d runs, %d jobs, %d pods",
              len(world.runs), len(world.jobs), len(world.pods))
@@ -147,9 +151,10 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 @kopf.on.cleanup()
 async def cleanup(**_: Any) -> None:
-    informer = _state.get("informer")
-    if isinstance(informer, Informer):
-        informer.stop()
+    for name in ("informer", "job_events"):
+        informer = _state.get(name)
+        if isinstance(informer, Informer):
+            informer.stop()
     task = _state.get("task")
     if isinstance(task, asyncio.Task):
         task.cancel()
@@ -203,6 +208,24 @@ def taskrun_event(kind: str, obj: dict[str, Any]) -> None:
                                                 obj["metadata"]["name"])})
     else:
         scheduler.touch(world.put_run(obj))
+
+
+def _put_job_events(world: World, page: list[dict[str, Any]]) -> None:
+    for obj in page:
+        world.put_job_event(obj)
+
+
+def job_event_seen(kind: str, obj: dict[str, Any]) -> None:
+    """A FailedCreate Event of a Job, from its informer (in the event loop's thread). A
+    deleted Event (expired) changes nothing: the Job's pod was refused all the same."""
+    world, scheduler = _world(), _scheduler()
+    if world is None or scheduler is None or kind == "DELETED":
+        return
+    scheduler.touch(world.put_job_event(obj))
+
+
+def _ignore_relist(namespace: str | None, seen: set[tuple[str, str]], list_rv: int) -> None:
+    return None
 
 
 def taskruns_relisted(namespace: str | None, seen: set[tuple[str, str]],

@@ -234,9 +234,11 @@ def run_view(
     pods: Mapping[int, list[Json]],
     children: Iterable[Json] = (),
     batches: Iterable[Json] = (),
+    pod_errors: Mapping[str, str] | None = None,
 ) -> RunView:
-    """A TaskRun with its Jobs and Pods (by attempt number), and the child runs and
-    TaskBatches that name it as a waiting parent."""
+    """A TaskRun with its Jobs and Pods (by attempt number), the child runs and TaskBatches
+    that name it as a waiting parent, and the Job controller's last FailedCreate message of
+    each Job (by Job uid)."""
     meta = run["metadata"]
     spec = run.get("spec") or {}
     status = run.get("status") or {}
@@ -259,6 +261,8 @@ def run_view(
     ended = None
     if current and current in numbers:
         ended = attempt_result(current, jobs.get(current), pods.get(current, []))
+    missing_since, create_error = _pod_missing(jobs.get(current), pods.get(current),
+                                               pod_errors or {})
     waiting = [
         c for c in children
         if ((c.get("status") or {}).get("phase") not in _TERMINAL_NAMES)
@@ -303,10 +307,24 @@ def run_view(
         unrecorded_attempt=unrecorded,
         ended_attempt=ended,
         job_exists_for=frozenset(jobs),
+        pod_missing_since=missing_since,
+        pod_create_error=create_error,
         waiting_on_children=len(waiting) + len(waited_batches),
         children_waited=tuple(sorted(c["metadata"]["name"] for c in waiting)),
         batches_waited=tuple(sorted(b["metadata"]["name"] for b in waited_batches)),
     )
+
+
+def _pod_missing(job: Json | None, pods: list[Json] | None, pod_errors: Mapping[str, str]
+                 ) -> tuple[float | None, str | None]:
+    """(since when, FailedCreate message) for a Job that has not finished, is not being
+    deleted, and has no pod; (None, None) otherwise."""
+    if job is None or pods or _job_finished(job) is not None:
+        return None, None
+    meta = job.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        return None, None
+    return parse_time(meta.get("creationTimestamp")), pod_errors.get(str(meta.get("uid")))
 
 
 _PHASE_NAMES = {p.value for p in Phase}

@@ -281,7 +281,8 @@ class Scheduler:
                 return None
         queue = self.world.queue(view.namespace, resolve_queue(view, task))
         conditions = tuple((run.get("status") or {}).get("conditions") or ())
-        decision = reconcile(view, task, queue, now, self.rng, conditions)
+        decision = reconcile(view, task, queue, now, self.rng, conditions,
+                             self.settings.pod_create_timeout)
         self.decisions += 1
         decision.actions = [a for a in decision.actions if self._needed(key, a)]
         self._wake_at(key, decision.wake_at)
@@ -456,7 +457,8 @@ class Scheduler:
                     for name in self.world.job_names_of(key):
                         if (view.namespace, name) not in self._deleting:
                             self._deleting.add((view.namespace, name))
-                            await self.kube.delete_job(view.namespace, name)
+                            await self.kube.delete_job(view.namespace, name,
+                                                       foreground=action.foreground)
                 elif isinstance(action, CancelChildren):
                     for child in action.names:
                         await self.kube.cancel_run(view.namespace, child)

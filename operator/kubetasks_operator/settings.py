@@ -27,6 +27,8 @@ class OperatorSettings(BaseModel):
     | KUBETASKS_TASK_SERVICE_ACCOUNT | ServiceAccount of task pods unless the Task names one |
     | KUBETASKS_TASK_ENV | JSON object of extra env for task pods (e.g. S3 settings) |
     | KUBETASKS_QUEUE_STATUS_INTERVAL | seconds between TaskQueue status updates (2) |
+    | KUBETASKS_POD_CREATE_TIMEOUT | seconds an attempt's Job may go without a pod once the |
+    |   | Job controller reported FailedCreate, before the attempt ends (60) |
     | KUBETASKS_S3_ENDPOINT / _BUCKET / _REGION | object storage for payloads and outputs, |
     |   KUBETASKS_PRESIGN_EXPIRY | passed on to every attempt's pod |
     | KUBETASKS_S3_CREDENTIALS_SECRET | a Secret (keys AWS_ACCESS_KEY_ID, |
@@ -49,6 +51,7 @@ class OperatorSettings(BaseModel):
     task_env: dict[str, str] = Field(default_factory=dict)
     termination_grace_seconds: int = Field(default=30, ge=0)
     queue_status_interval: float = Field(default=2.0, gt=0)
+    pod_create_timeout: float = Field(default=60.0, gt=0)
     s3_endpoint: str | None = None
     s3_bucket: str | None = None
     s3_region: str | None = None

@@ -14,6 +14,7 @@ from kubetasks_operator.observe import attempt_number, queue_config, run_view, t
 
 Json = dict[str, Any]
 Key = tuple[str, str]
+FAILED_CREATE = "FailedCreate"  # the Job controller's Event reason when a pod is refused
 
 
 def key_of(obj: Json) -> Key:
@@ -75,6 +76,8 @@ class World:
         self.pods: dict[Key, Json] = {}
         self.jobs_of_run: dict[str, set[Key]] = defaultdict(set)
         self.pods_of_run: dict[str, set[Key]] = defaultdict(set)
+        # Job uid -> the Job controller's last FailedCreate message (its pod was refused)
+        self.pod_errors: dict[str, str] = {}
         self.children_of: dict[str, set[Key]] = defaultdict(set)
         self.batches: dict[Key, Json] = {}
         # batch key -> item index -> run key, for runs whose spec.batch names the batch
@@ -277,7 +280,27 @@ class World:
         return self._put_owned(self.jobs, self.jobs_of_run, obj)
 
     def drop_job(self, obj: Json) -> set[Key]:
+        self.pod_errors.pop(str(obj["metadata"].get("uid")), None)
         return self._drop_owned(self.jobs, self.jobs_of_run, obj)
+
+    def put_job_event(self, event: Json) -> set[Key]:
+        """A core/v1 Event. Only the Job controller's FailedCreate on one of our Jobs counts:
+        its message says why the attempt's pod could not be created."""
+        involved = event.get("involvedObject") or {}
+        if involved.get("kind") != "Job" or event.get("reason") != FAILED_CREATE:
+            return set()
+        namespace = involved.get("namespace") or event["metadata"].get("namespace", "")
+        job = self.jobs.get((namespace, str(involved.get("name"))))
+        uid = str(involved.get("uid"))
+        if job is None or job["metadata"].get("uid") != uid:
+            return set()  # not ours, or an older Job of that name
+        message = str(event.get("message") or "no message")[:4096]
+        if self.pod_errors.get(uid) == message:
+            return set()
+        self.pod_errors[uid] = message
+        owner = self._owner(job)
+        run_key = self.run_by_uid.get(owner) if owner else None
+        return self._changed({run_key} if run_key else set())
 
     def put_pod(self, obj: Json) -> set[Key]:
         return self._put_owned(self.pods, self.pods_of_run, obj)
@@ -334,7 +357,7 @@ class World:
         children = [self.runs[k] for k in self.children_of.get(uid, ()) if k in self.runs]
         batches = [self.batches[k] for k in self.batches_waited_by.get(uid, ())
                    if k in self.batches]
-        return run_view(run, jobs, pods, children, batches)
+        return run_view(run, jobs, pods, children, batches, self.pod_errors)
 
     def job_names_of(self, key: Key) -> list[str]:
         run = self.runs.get(key)

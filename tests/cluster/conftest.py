@@ -147,6 +147,8 @@ def operator(
         "KUBETASKS_WORKER_COMMAND": f"{sys.executable} -m kubetasks worker",
         "KUBETASKS_TASK_ENV": json.dumps(task_env(control_plane, s3_server)),
         "KUBETASKS_REPAIR_INTERVAL": "5",
+        # tests/cluster/test_pod_not_created.py waits this out (the default is 60 s).
+        "KUBETASKS_POD_CREATE_TIMEOUT": "30",
         "KUBETASKS_TERMINATION_GRACE_SECONDS": "2",
         **s3_server.env(),
     }

@@ -661,21 +661,3 @@ def test_hostile_taskqueues_are_refused_or_their_runs_handled(
     settle(kube_api, namespace, "taskruns", lambda run, _, now: run_problem(run, now), notes)
     assert posted.accepted and posted.refused, (len(posted.accepted), posted.refused)
     watch.assert_well(kube_api, namespace)
-
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "operator gap: when the Job controller cannot create an attempt's pod (FailedCreate: a "
-    "ServiceAccount that does not exist, an image with surrounding whitespace that pod "
-    "validation refuses), the Job exists without pods and the run stays Executing forever "
-    "unless maxDurationSeconds ends it; nothing reports why"))
-@pytest.mark.parametrize("spec", [{"serviceAccountName": "nobody"}, {"image": " local"}],
-                         ids=["missing-service-account", "image-with-spaces"])
-def test_a_task_whose_pods_cannot_be_created_ends_its_runs(
-    kube_api: client.ApiClient, namespace: str, operator: OperatorProcess,
-    spec: dict[str, Any],
-) -> None:
-    make_task(kube_api, namespace, "no-pods", **spec)
-    make_run(kube_api, namespace, "run", "no-pods", {}, maxAttempts=1)
-    settle(kube_api, namespace, "taskruns", lambda run, _, now: run_problem(run, now),
-           {"run": spec}, timeout=40)

@@ -302,6 +302,7 @@ def test_the_chart_operator_account_cannot_read_secrets_or_make_pods(
         ("create", "jobs.batch", tasks_ns), ("delete", "jobs.batch", tasks_ns),
         ("list", "pods", tasks_ns), ("list", "taskruns.kubetasks.dev", ""),
         ("patch", "taskruns.kubetasks.dev/status", tasks_ns),
+        ("watch", "events", tasks_ns), ("create", "events", tasks_ns),
     ]
     forbidden: list[Access] = [
         (verb, "secrets", ns) for verb in ("get", "list", "watch", "create")

@@ -40,7 +40,7 @@ OPERATOR_RULES = {
     ("kubetasks.dev", "taskqueues/status"): {"patch"},
     ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
     ("", "pods"): {"get", "list", "watch"},
-    ("", "events"): {"create"},
+    ("", "events"): {"create", "list", "watch"},
 }
 # What Kopf reads at the cluster scope (found by 403s in the operator's log on a real API
 # server; see tests/cluster/test_helm_chart.py).

@@ -300,3 +300,81 @@ def test_a_run_in_a_paused_queue_writes_its_condition_once() -> None:
     assert condition(first.status, "Succeeded")["reason"] == Reason.QUEUE_PAUSED
     again = reconcile(r, TASK, paused, T0 + 2, RNG, tuple(first.status["conditions"]))
     assert again.status == {}
+
+
+REFUSED = 'pods "r1-1-x" is forbidden: serviceaccount "nobody" not found'
+
+
+def podless(**kw: object) -> RunView:
+    fields: dict[str, object] = {"live_attempt": 1, "pod_missing_since": T0,
+                                 "pod_create_error": REFUSED, "observed_generation": 1, **kw}
+    return executing(**fields)
+
+
+def test_a_job_without_a_pod_says_why_and_waits_for_the_job_controller_to_retry() -> None:
+    d = reconcile(podless(), TASK, None, T0 + 5, RNG, pod_create_timeout=60)
+    cond = condition(d.status, "Succeeded")
+    assert (cond["reason"], cond["status"]) == (Reason.POD_NOT_CREATED, "Unknown")
+    assert REFUSED in str(cond["message"]) and iso(T0 + 60) in str(cond["message"])
+    assert "phase" not in d.status and d.actions == [] and d.wake_at == T0 + 60
+    # Without the Job controller's word, a Job without a pod is only slow: nothing is said.
+    quiet = reconcile(podless(pod_create_error=None), TASK, None, T0 + 600, RNG)
+    assert quiet.status == {} and quiet.actions == []
+    # Said once: the same decision again writes nothing.
+    said = podless()
+    again = reconcile(said, TASK, None, T0 + 6, RNG, tuple(d.status["conditions"]),
+                      pod_create_timeout=60)
+    assert again.status == {} and again.actions == []
+
+
+def test_after_the_timeout_the_job_is_deleted_before_the_attempt_ends() -> None:
+    d = reconcile(podless(), TASK, None, T0 + 60, RNG, pod_create_timeout=60)
+    assert DeleteJobs(foreground=True) in d.actions
+    assert "phase" not in d.status  # not ended yet: the Job (and any late pod) may remain
+    assert d.status["attempts"][-1]["reason"] == Reason.POD_NOT_CREATED
+    assert d.status["attempts"][-1]["message"] == REFUSED
+    assert "finishedTime" not in d.status["attempts"][-1]
+    assert ReleaseSlot() not in d.actions
+    assert any(isinstance(a, PostEvent) and a.reason == Reason.POD_NOT_CREATED
+               for a in d.actions)
+
+    marked = executing(attempts=(AttemptRecord(1, "r1-1", started_at=T0,
+                                               reason=Reason.POD_NOT_CREATED, message=REFUSED),),
+                       live_attempt=None, observed_generation=1)
+    # The Job is still there (being deleted, or a restart lost the delete): delete again.
+    d = reconcile(marked, TASK, None, T0 + 61, RNG, pod_create_timeout=60)
+    assert d.actions == [DeleteJobs(foreground=True)] and "phase" not in d.status
+    # A pod created at the last moment still runs: wait for it.
+    d = reconcile(replace(marked, job_exists_for=frozenset(), live_attempt=1), TASK, None,
+                  T0 + 62, RNG, pod_create_timeout=60)
+    assert d.status == {} and d.actions == []
+    # Gone: the attempt ends with the Job controller's message and is retried.
+    gone = replace(marked, job_exists_for=frozenset())
+    d = reconcile(gone, TASK, None, T0 + 62, RNG, pod_create_timeout=60)
+    assert d.status["phase"] == "Retrying" and ReleaseSlot() in d.actions
+    assert d.status["attempts"][-1]["finishedTime"] == iso(T0 + 62)
+    assert d.status["error"]["type"] == Reason.POD_NOT_CREATED
+    assert REFUSED in d.status["error"]["message"]
+    last = reconcile(replace(gone, max_attempts=1), TASK, None, T0 + 62, RNG)
+    assert last.status["phase"] == "Failed"
+    assert REFUSED in str(condition(last.status, "Succeeded")["message"])
+
+
+def test_a_deleted_job_that_reports_failed_still_ends_with_the_pod_cause() -> None:
+    marked = executing(attempts=(AttemptRecord(1, "r1-1", started_at=T0,
+                                               reason=Reason.POD_NOT_CREATED, message=REFUSED),),
+                       live_attempt=None, max_attempts=1,
+                       ended_attempt=AttemptResult(1, AttemptOutcome.CRASHED,
+                                                   reason="BackoffLimitExceeded"))
+    d = reconcile(marked, TASK, None, T0 + 62, RNG)
+    assert d.status["phase"] == "Failed"
+    assert d.status["attempts"][-1]["reason"] == Reason.POD_NOT_CREATED
+
+
+def test_a_pod_created_in_the_end_clears_the_reason() -> None:
+    said = reconcile(podless(), TASK, None, T0 + 5, RNG, pod_create_timeout=60)
+    created = executing(live_attempt=1, observed_generation=1)
+    d = reconcile(created, TASK, None, T0 + 8, RNG, tuple(said.status["conditions"]),
+                  pod_create_timeout=60)
+    assert condition(d.status, "Succeeded")["reason"] == Reason.EXECUTING
+    assert d.actions == []

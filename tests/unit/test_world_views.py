@@ -107,3 +107,40 @@ def test_a_relist_drops_the_runs_it_no_longer_shows_but_not_newer_ones() -> None
     # all namespaces at once
     assert world.relisted(None, {("ns", "kept"), ("ns", "newer")}, list_rv=20) == {
         ("other", "elsewhere")}
+
+
+def failed_create(job_uid: str, message: str, kind: str = "Job",
+                  reason: str = "FailedCreate") -> dict[str, Any]:
+    return {"metadata": {"namespace": "ns", "name": f"p-1.{len(message)}"},
+            "involvedObject": {"kind": kind, "namespace": "ns", "name": "p-1", "uid": job_uid},
+            "reason": reason, "message": message}
+
+
+def test_a_failed_create_event_reaches_the_view_of_the_jobs_run_and_only_that() -> None:
+    world = World()
+    world.put_run(run("p", "u1", 1, "Executing"))
+    podless = {**job("u1", 5, active=0)}
+    podless["metadata"] = {**podless["metadata"], "uid": "j1",
+                           "creationTimestamp": "2027-01-15T08:00:05Z"}
+    world.put_job(podless)
+    view = world.view(("ns", "p"))
+    assert view is not None and view.pod_missing_since is not None
+    assert view.pod_create_error is None
+    # Not the Job's: another kind, another reason, an older Job of the same name.
+    assert world.put_job_event(failed_create("j1", "x", kind="ReplicaSet")) == set()
+    assert world.put_job_event(failed_create("j1", "x", reason="SuccessfulCreate")) == set()
+    assert world.put_job_event(failed_create("j0", "old")) == set()
+    refused = 'pods "p-1-x" is forbidden: serviceaccount "nobody" not found'
+    assert world.put_job_event(failed_create("j1", refused)) == {("ns", "p")}
+    assert world.put_job_event(failed_create("j1", refused)) == set()  # same: no new pass
+    view = world.view(("ns", "p"))
+    assert view is not None and view.pod_create_error == refused
+    # A pod appears: nothing is missing any more.
+    world.put_pod({"metadata": {"namespace": "ns", "name": "p-1-x", "resourceVersion": "7",
+                                "labels": {"kubetasks.dev/run-uid": "u1",
+                                           "kubetasks.dev/attempt": "1"}},
+                   "status": {"phase": "Pending"}})
+    view = world.view(("ns", "p"))
+    assert view is not None and view.pod_missing_since is None
+    world.drop_job(podless)
+    assert world.pod_errors == {}

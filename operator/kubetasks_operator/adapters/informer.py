@@ -1,4 +1,6 @@
-"""The operator's own list-then-watch of TaskRuns, the one resource that comes in thousands.
+"""The operator's own list-then-watch of TaskRuns, the one resource that comes in thousands,
+and of the Job controller's FailedCreate Events (filtered by the API server, so the operator
+never sees the busy stream of all Events).
 
 Kopf would list every TaskRun a second time at start-up (after the operator's rebuild), hold
 the whole parsed list while it hands the objects out one by one, and keep a worker per object
@@ -33,6 +35,8 @@ PAGE = 500
 WATCH_TIMEOUT = 300  # the server ends each watch after this many seconds; it is reopened
 log = logging.getLogger("kubetasks.operator.informer")
 
+# (namespace or None for all, keyword arguments) -> the raw response of a list or watch
+Lister = Callable[[str | None, dict[str, Any]], Any]
 # (event type: ADDED, MODIFIED or DELETED; the object)
 OnEvent = Callable[[str, Json], None]
 # (namespace or None for all; (namespace, name) of every object a relist saw; its
@@ -45,9 +49,12 @@ class Gone(Exception):
 
 
 class Informer:
-    def __init__(self, kube: KubeAdapter, plural: str, namespaces: list[str]) -> None:
+    def __init__(self, kube: KubeAdapter, plural: str, namespaces: list[str],
+                 lister: Lister | None = None) -> None:
+        """Lists and watches the custom resource ``plural``, or what ``lister`` returns."""
         self.kube = kube
         self.plural = plural
+        self._lister = lister
         self.namespaces: list[str | None] = list(namespaces) or [None]
         self.resource_versions: dict[str | None, str] = {}
         self.relists = 0
@@ -59,6 +66,8 @@ class Informer:
 
     def _list(self, namespace: str | None, kwargs: dict[str, Any]) -> Any:
         """The raw (unparsed) response of a list or watch call (blocking)."""
+        if self._lister is not None:
+            return self._lister(namespace, kwargs)
         if namespace is None:
             return self.kube.custom.list_cluster_custom_object(
                 GROUP, VERSION, self.plural, **kwargs)
@@ -197,3 +206,19 @@ class Informer:
         except ValueError:
             list_rv = 0
         self._post(loop, on_relisted, namespace, seen, list_rv)
+
+
+# What the Job controller posts when the API refuses an attempt's pod.
+FAILED_CREATE_SELECTOR = "involvedObject.kind=Job,reason=FailedCreate"
+
+
+def failed_create_events(kube: KubeAdapter) -> Lister:
+    """Lists and watches only the Events that say a Job's pod could not be created."""
+
+    def lister(namespace: str | None, kwargs: dict[str, Any]) -> Any:
+        kwargs = {**kwargs, "field_selector": FAILED_CREATE_SELECTOR}
+        if namespace is None:
+            return kube.core.list_event_for_all_namespaces(**kwargs)
+        return kube.core.list_namespaced_event(namespace, **kwargs)
+
+    return lister

@@ -174,11 +174,13 @@ class KubeAdapter:
                                 write=False, _preload_content=False)
         return _json(resp), False
 
-    async def delete_job(self, namespace: str, name: str) -> None:
+    async def delete_job(self, namespace: str, name: str, foreground: bool = False) -> None:
+        """Foreground: the Job stays (marked deleted) until its pods are gone."""
+        policy = "Foreground" if foreground else "Background"
         try:
             await self._call(
                 self.batch.delete_namespaced_job, name, namespace,
-                body={"propagationPolicy": "Background"}, op=("delete", "jobs"),
+                body={"propagationPolicy": policy}, op=("delete", "jobs"),
                 _preload_content=False,
             )
         except ApiException as exc:

@@ -31,6 +31,11 @@ from kubetasks_operator.core.model import (
 MAX_ATTEMPT_RECORDS = 20
 # A started attempt whose Job never shows up in this long is taken as lost.
 ATTEMPT_LOST_GRACE = 60.0
+# An attempt whose Job has no pod and whose pod the Job controller failed to create
+# (FailedCreate: a missing ServiceAccount, a pod spec the API refuses, a full quota) ends
+# after this long from the Job's creation; the Job controller retries meanwhile (1 s, 2 s,
+# 4 s .. 60 s apart), so a passing cause (a quota freed, an API hiccup) is waited out.
+POD_CREATE_TIMEOUT = 60.0
 
 
 # --- actions -------------------------------------------------------------------------------
@@ -43,7 +48,10 @@ class CreateJob:
 
 @dataclass(frozen=True, slots=True)
 class DeleteJobs:
-    """Delete every Job of the run (cancel)."""
+    """Delete every Job of the run (cancel). ``foreground``: each Job is removed only once
+    its pods are gone, so a Job that is gone has no pod left that could still run."""
+
+    foreground: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +251,7 @@ def reconcile(
     now: float,
     rng: random.Random,
     conditions: tuple[dict[str, Any], ...] = (),
+    pod_create_timeout: float = POD_CREATE_TIMEOUT,
 ) -> Decision:
     """Decide what to do with one run now. Idempotent: the same inputs give the same
     decision, and a decision already applied yields an empty one."""
@@ -308,7 +317,7 @@ def reconcile(
     elif phase is Phase.RETRYING:
         _retrying(b, config)
     elif phase is Phase.EXECUTING:
-        _executing(b, task, config)
+        _executing(b, task, pod_create_timeout)
     elif phase is Phase.WAITING:
         _waiting(b, task, config)
     return b.decision
@@ -452,10 +461,15 @@ def _retrying(b: _Builder, config: QueueConfig) -> None:
     b.decision.wants_slot = SlotRequest(config.name, run.concurrency_key, slot_score(run))
 
 
-def _executing(b: _Builder, task: TaskDefaults | None, config: QueueConfig) -> None:
+def _executing(b: _Builder, task: TaskDefaults | None, pod_create_timeout: float) -> None:
     run = b.run
     result = run.ended_attempt
+    marked = _marked_pod_not_created(run)
     if result is not None and result.number == run.attempt:
+        if marked is not None and result.started_at is None and result.exit_code is None:
+            # The Job we deleted for want of a pod said Failed on its way out: the cause
+            # recorded before the delete says more than "JobFailed".
+            result = _pod_not_created_result(run, marked, b.now)
         _attempt_ended(b, task, result)
         return
     if run.waiting_on_children > 0:
@@ -463,6 +477,20 @@ def _executing(b: _Builder, task: TaskDefaults | None, config: QueueConfig) -> N
                 f"waiting for {_waited(run)}; the queue slot is free meanwhile")
         b.act(ReleaseSlot())
         return
+    if marked is not None:
+        if run.attempt in run.job_exists_for:
+            b.act(DeleteJobs(foreground=True))  # again, after a restart or a failed delete
+        elif run.live_attempt is None:
+            _attempt_ended(b, task, _pod_not_created_result(run, marked, b.now))
+        return
+    if run.pod_missing_since is not None and run.pod_create_error is not None:
+        _pod_not_created(b, run.pod_missing_since, run.pod_create_error, pod_create_timeout)
+        return
+    if _condition_reason(b) == Reason.POD_NOT_CREATED and run.pod_missing_since is None:
+        # The Job controller did create the pod in the end.
+        b.condition("Succeeded", "Unknown", Reason.EXECUTING,
+                    f"attempt {run.attempt} running as Job "
+                    f"{attempt_job_name(run.name, run.attempt)}")
     if (
         run.live_attempt is None
         and run.attempt not in run.job_exists_for
@@ -480,6 +508,66 @@ def _executing(b: _Builder, task: TaskDefaults | None, config: QueueConfig) -> N
             _attempt_ended(b, task, lost)
         else:
             b.wake(started + ATTEMPT_LOST_GRACE)
+
+
+def _condition_reason(b: _Builder) -> str | None:
+    current = b._conditions if b._conditions is not None else b.run_conditions
+    succeeded = next((c for c in current if c.get("type") == "Succeeded"), None)
+    return None if succeeded is None else succeeded.get("reason")
+
+
+def _marked_pod_not_created(run: RunView) -> AttemptRecord | None:
+    """The current attempt's record, if it says its Job is being deleted for want of a
+    pod (written before the delete, so a restart carries the delete through)."""
+    record = run.attempts[-1] if run.attempts else None
+    if (record is not None and record.number == run.attempt
+            and record.reason == Reason.POD_NOT_CREATED and record.finished_at is None):
+        return record
+    return None
+
+
+def _pod_not_created(b: _Builder, since: float, error: str, timeout: float) -> None:
+    """The Job controller failed to create the current attempt's pod. Until ``timeout``
+    after the Job's creation, say why and wait (it retries); then record the cause and delete
+    the Job, in the foreground: the attempt ends only once the Job, and with it any pod
+    created at the last moment, is gone, so no attempt can ever run beside the next one."""
+    run = b.run
+    job = attempt_job_name(run.name, run.attempt)
+    cause = error[:1024]
+    if b.now - since < timeout:
+        b.condition(
+            "Succeeded", "Unknown", Reason.POD_NOT_CREATED,
+            f"attempt {run.attempt}: the Job controller cannot create the pod of Job {job} "
+            f"({cause}); the attempt ends at {iso(since + timeout)} if no pod is created "
+            "by then. Fix the Task (kubectl describe job shows the same)",
+        )
+        b.wake(since + timeout)
+        return
+    records = _records_as_status(run)
+    for entry in records:
+        if entry["number"] == run.attempt:
+            entry["reason"] = Reason.POD_NOT_CREATED
+            entry["message"] = error[:4096]
+    b.set(attempts=records)
+    b.condition(
+        "Succeeded", "Unknown", Reason.POD_NOT_CREATED,
+        f"attempt {run.attempt}: no pod could be created in {timeout:.0f} s ({cause}); "
+        f"deleting Job {job}, then the attempt ends",
+    )
+    b.act(DeleteJobs(foreground=True))
+    b.event("Warning", Reason.POD_NOT_CREATED,
+            f"attempt {run.attempt}: Job {job} could not create its pod: {cause}")
+
+
+def _pod_not_created_result(run: RunView, record: AttemptRecord, now: float
+                            ) -> AttemptResult:
+    cause = record.message or "the Job controller could not create the pod"
+    return AttemptResult(
+        number=run.attempt, outcome=AttemptOutcome.FAILED, reason=Reason.POD_NOT_CREATED,
+        message=cause, finished_at=now,
+        error={"type": Reason.POD_NOT_CREATED,
+               "message": f"the attempt's pod could not be created: {cause}"},
+    )
 
 
 def _waited(run: RunView) -> str:
@@ -550,6 +638,8 @@ def _attempt_ended(b: _Builder, task: TaskDefaults | None, result: AttemptResult
     policy = retry_policy(run, task)
     crashed = outcome in (AttemptOutcome.CRASHED, AttemptOutcome.OOM_KILLED)
     what = (result.reason or outcome.value)
+    if result.reason == Reason.POD_NOT_CREATED and result.message:
+        what = f"{what}: {result.message[:1024]}"
     if result.number < policy.max_attempts:
         delay = retry_delay(policy, result.number, b.rng)
         b.phase(Phase.RETRYING, Reason.RETRYING,

@@ -50,6 +50,7 @@ class Reason:
     TIMED_OUT = "MaxDurationExceeded"
     CRASHED = "Crashed"
     ATTEMPT_LOST = "AttemptLost"
+    POD_NOT_CREATED = "PodNotCreated"
     RESCHEDULE_REFUSED = "RescheduleRefused"
     RESCHEDULED = "Rescheduled"
 
@@ -169,6 +170,10 @@ class RunView:
     unrecorded_attempt: int | None = None  # a Job newer than status.attempt (adopt it)
     ended_attempt: AttemptResult | None = None  # result of the current attempt, if ended
     job_exists_for: frozenset[int] = frozenset()  # attempt numbers with a Job present
+    # The current attempt's Job exists, has not finished and no pod of it was ever seen:
+    # since when (the Job's creation), and the Job controller's last FailedCreate message.
+    pod_missing_since: float | None = None
+    pod_create_error: str | None = None
     waiting_on_children: int = 0  # children and batches with parent.wait not yet ended
     children_waited: tuple[str, ...] = field(default=())  # names of those child runs
     batches_waited: tuple[str, ...] = field(default=())  # names of those TaskBatches
