@@ -36,8 +36,8 @@ DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 # --- exit codes of `kubetasks worker` --------------------------------------------------------
 EXIT_SUCCESS = 0
 EXIT_FAILURE = 1  # the task raised: retry per policy
-EXIT_ABORT = 65  # the task raised AbortTaskRunError: fail at once, no retry
-EXIT_INTERNAL = 70  # the worker could not run the task (payload, import): retry
+EXIT_ABORT = 65  # AbortTaskRunError; a payload failing its type or integrity check
+EXIT_INTERNAL = 70  # the worker could not run the task (API, S3, import): retry
 # Killed by SIGKILL (128 + 9), the code an out-of-memory kill also gives.
 EXIT_SIGKILL = 137
 # Stopped by SIGTERM (128 + 15): cancel, deadline or node drain; the task saw a cancellation.

@@ -43,6 +43,7 @@ from kubetasks.errors import (
     ApiError,
     InvalidPayloadError,
     KubetasksError,
+    PayloadIntegrityError,
     TaskNotRegisteredError,
     TaskRunCanceledError,
 )
@@ -353,8 +354,10 @@ def run_attempt(environ: Mapping[str, str]) -> int:
                                  "(its uid changed); this attempt belongs to the old one")
         task = load_task(env.entrypoint, env.task_id)
         payload = load_payload(client, run, task.payload_type)
-    except InvalidPayloadError as exc:
-        log.error("%s", exc)
+    except (InvalidPayloadError, PayloadIntegrityError) as exc:
+        # Not the task's fault and no retry can mend it: the payload does not fit the task's
+        # type, or the stored object is not the one the trigger recorded (size, SHA-256).
+        log.error("could not start the task: %s", exc)
         outcome = failure(EXIT_ABORT, exc)
         write_message(env.message_path, outcome.message)
         return outcome.code

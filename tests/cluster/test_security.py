@@ -548,7 +548,8 @@ def test_a_payload_changed_after_the_trigger_fails_the_run_before_the_task_runs(
 ) -> None:
     payload = {"lines": ["ORIGINAL-LINE"], "pad": "p" * DEFAULT_INLINE_LIMIT}
     # The delay keeps the run from starting before the object is changed.
-    handle = cluster_tasks.say.trigger(payload, delay="5s", max_attempts=1)
+    # Three attempts allowed: a payload that fails its check is final, never retried.
+    handle = cluster_tasks.say.trigger(payload, delay="5s", max_attempts=3)
     ref = sdk.kube.get_object("taskruns", namespace, handle.name)["spec"]["payloadRef"]
     original, _ = encode_json(payload)
     if change == "rewritten":
@@ -566,6 +567,10 @@ def test_a_payload_changed_after_the_trigger_fails_the_run_before_the_task_runs(
     assert failed.status == "Failed", failed.error
     assert failed.attempt_count == 1
     assert failed.error is not None and failed.error.type == "PayloadIntegrityError"
+    run = get_run(kube_api, namespace, handle.name)
+    succeeded = next(c for c in run["status"]["conditions"] if c["type"] == "Succeeded")
+    assert succeeded["reason"] == "Aborted", succeeded
+    assert "aborted (PayloadIntegrityError): not retried" in succeeded["message"]
     where = f"s3://{ref['bucket']}/{ref['key']}"
     expected = (f"has SHA-256 {hashlib.sha256(tampered).hexdigest()}, but {ref['sha256']} "
                 "was recorded: the object was changed" if change == "rewritten"

@@ -624,8 +624,9 @@ def _attempt_ended(b: _Builder, task: TaskDefaults | None, result: AttemptResult
     elif result.message:
         b.set(error={"type": outcome.value, "message": result.message[:32768]})
     if outcome is AttemptOutcome.ABORTED:
+        cause = (result.error or {}).get("type") or "AbortTaskRunError"
         b.phase(Phase.FAILED, Reason.ABORTED,
-                f"attempt {result.number} aborted (AbortTaskRunError): not retried")
+                f"attempt {result.number} aborted ({cause[:128]}): not retried")
         b.set(finishedTime=finished)
         b.event("Warning", Reason.ABORTED, f"attempt {result.number} aborted; no retry")
         return
