@@ -37,6 +37,7 @@ from kubetasks.errors import (
 )
 from kubetasks.handles import (
     DEFAULT_POLL_INTERVAL,
+    Addressed,
     Result,
     Run,
     RunError,
@@ -380,7 +381,7 @@ def wait_results(client: Client, batch_id: BatchRef,
 
 
 @dataclass(frozen=True)
-class BatchHandle(Generic[OutputT]):
+class BatchHandle(Addressed, Generic[OutputT]):
     """A triggered batch. ``id`` is ``namespace/name`` of its TaskBatch; ``run_count`` the
     number of items (each gets one run).
 
@@ -395,17 +396,6 @@ class BatchHandle(Generic[OutputT]):
     run_count: int
     client: Client | None = field(default=None, repr=False, compare=False)
     output_type: Any = field(default=Any, repr=False, compare=False)
-
-    @property
-    def namespace(self) -> str:
-        return self.id.partition("/")[0]
-
-    @property
-    def name(self) -> str:
-        return self.id.partition("/")[2]
-
-    def _client(self) -> Client:
-        return self.client or default_client()
 
     def retrieve(self) -> Batch:
         """The batch as it stands now."""

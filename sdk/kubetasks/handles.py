@@ -343,8 +343,27 @@ def cancel_run(client: Client, run_id: RunRef) -> None:
         raise
 
 
+class Addressed:
+    """What a handle is: ``<namespace>/<name>`` and the client to reach it with (the
+    configured default when None)."""
+
+    id: str
+    client: Client | None
+
+    @property
+    def namespace(self) -> str:
+        return self.id.partition("/")[0]
+
+    @property
+    def name(self) -> str:
+        return self.id.partition("/")[2]
+
+    def _client(self) -> Client:
+        return self.client or default_client()
+
+
 @dataclass(frozen=True)
-class RunHandle(Generic[OutputT]):
+class RunHandle(Addressed, Generic[OutputT]):
     """A triggered run. ``id`` is ``namespace/name``; ``is_cached`` is True when an
     idempotency key returned an existing run instead of creating one.
 
@@ -357,17 +376,6 @@ class RunHandle(Generic[OutputT]):
     is_cached: bool = False
     client: Client | None = field(default=None, repr=False, compare=False)
     output_type: Any = field(default=Any, repr=False, compare=False)
-
-    @property
-    def namespace(self) -> str:
-        return self.id.partition("/")[0]
-
-    @property
-    def name(self) -> str:
-        return self.id.partition("/")[2]
-
-    def _client(self) -> Client:
-        return self.client or default_client()
 
     def retrieve(self) -> Run[OutputT]:
         """The run as it stands now."""

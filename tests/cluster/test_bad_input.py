@@ -381,13 +381,26 @@ class OperatorWatch:
 # --- the tests -------------------------------------------------------------------------------
 
 
-def test_hostile_taskruns_are_refused_by_field_or_handled(
-    kube_api: client.ApiClient, namespace: str, operator: OperatorProcess
-) -> None:
-    watch = OperatorWatch(operator)
+@dataclass
+class Hostile:
+    """What each property test starts from: the operator under watch, the task its runs
+    use (already deployed), the posted objects and a counter for unique names."""
+
+    watch: OperatorWatch
+    posted: Posted
+    counter: Iterator[int]
+
+
+@pytest.fixture
+def hostile(kube_api: client.ApiClient, namespace: str, operator: OperatorProcess) -> Hostile:
     make_task(kube_api, namespace, TASK)
-    posted = Posted()
-    counter = itertools.count()
+    return Hostile(OperatorWatch(operator), Posted(), itertools.count())
+
+
+def test_hostile_taskruns_are_refused_by_field_or_handled(
+    kube_api: client.ApiClient, namespace: str, hostile: Hostile
+) -> None:
+    watch, posted, counter = hostile.watch, hostile.posted, hostile.counter
 
     @examples(70)
     @given(case=taskruns(counter))
@@ -496,12 +509,9 @@ def batch_problem(batch: dict[str, Any], runs_of: dict[str, list[dict[str, Any]]
 
 
 def test_hostile_taskbatches_are_refused_by_field_or_handled(
-    kube_api: client.ApiClient, namespace: str, operator: OperatorProcess
+    kube_api: client.ApiClient, namespace: str, hostile: Hostile
 ) -> None:
-    watch = OperatorWatch(operator)
-    make_task(kube_api, namespace, TASK)
-    posted = Posted()
-    counter = itertools.count()
+    watch, posted, counter = hostile.watch, hostile.posted, hostile.counter
 
     @examples(40)
     @given(case=taskbatches(counter))
@@ -573,12 +583,9 @@ def tasks_(draw: st.DrawFn, counter: Iterator[int]) -> Case:
 
 
 def test_hostile_tasks_are_refused_by_field_or_their_runs_handled(
-    kube_api: client.ApiClient, namespace: str, operator: OperatorProcess
+    kube_api: client.ApiClient, namespace: str, hostile: Hostile
 ) -> None:
-    watch = OperatorWatch(operator)
-    make_task(kube_api, namespace, TASK)
-    posted = Posted()
-    counter = itertools.count()
+    watch, posted, counter = hostile.watch, hostile.posted, hostile.counter
 
     @examples(40)
     @given(case=tasks_(counter))
@@ -630,12 +637,9 @@ def taskqueues(draw: st.DrawFn, counter: Iterator[int]) -> Case:
 
 
 def test_hostile_taskqueues_are_refused_or_their_runs_handled(
-    kube_api: client.ApiClient, namespace: str, operator: OperatorProcess
+    kube_api: client.ApiClient, namespace: str, hostile: Hostile
 ) -> None:
-    watch = OperatorWatch(operator)
-    make_task(kube_api, namespace, TASK)
-    posted = Posted()
-    counter = itertools.count()
+    watch, posted, counter = hostile.watch, hostile.posted, hostile.counter
 
     @examples(40)
     @given(case=taskqueues(counter))
