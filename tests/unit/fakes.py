@@ -1,4 +1,4 @@
-"""Fakes shared by the SDK's unit tests."""
+"""Fakes shared by the unit tests."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any
 
 from kubetasks.payloads import Encoded
 from kubetasks.storage import ObjectStore, StorageSettings
+from kubetasks_operator.adapters.slots import Grant, SlotId
 
 
 class MemoryStore(ObjectStore):
@@ -19,3 +20,24 @@ class MemoryStore(ObjectStore):
         self.objects[key] = encoded.data
         return {"bucket": "bucket", "key": key, "size": encoded.size,
                 "sha256": encoded.sha256, "contentType": "application/json"}
+
+
+class FakeSlots:
+    """Queue slots without Redis: every request is granted."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, SlotId] = {}
+
+    async def acquire(self, run_id: str, slot: SlotId, limit: int | None,
+                      key_limit: int | None) -> Grant:
+        self.held[run_id] = slot
+        return Grant.GRANTED
+
+    async def release(self, run_id: str, slot: SlotId) -> None:
+        self.held.pop(run_id, None)
+
+    async def rebuild(self, holders: dict[str, SlotId]) -> None:
+        self.held = dict(holders)
+
+    async def healthy(self) -> bool:
+        return True

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kubetasks.devcluster.process import free_port
 from kubetasks_operator.adapters.kube import KubeAdapter
-from kubetasks_operator.adapters.slots import Grant, SlotId
+from kubetasks_operator.adapters.slots import SlotId
 from kubetasks_operator.core.lifecycle import Decision, SlotRequest
 from kubetasks_operator.core.model import (
     AttemptOutcome,
@@ -31,6 +31,7 @@ from kubetasks_operator.metrics import (
 from kubetasks_operator.scheduler import Scheduler
 from kubetasks_operator.settings import OperatorSettings
 from kubetasks_operator.world import Key, World
+from tests.unit.fakes import FakeSlots
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 CREATED = "2027-01-15T08:00:00Z"
@@ -165,25 +166,6 @@ def test_trigger_to_start_is_observed_once_with_the_first_start() -> None:
 
 
 # --- the scheduler and the adapter count -----------------------------------------------------
-
-
-class FakeSlots:
-    def __init__(self) -> None:
-        self.held: dict[str, SlotId] = {}
-
-    async def acquire(self, run_id: str, slot: SlotId, limit: int | None,
-                      key_limit: int | None) -> Grant:
-        self.held[run_id] = slot
-        return Grant.GRANTED
-
-    async def release(self, run_id: str, slot: SlotId) -> None:
-        self.held.pop(run_id, None)
-
-    async def rebuild(self, holders: dict[str, SlotId]) -> None:
-        self.held = dict(holders)
-
-    async def healthy(self) -> bool:
-        return True
 
 
 class FakeKube:

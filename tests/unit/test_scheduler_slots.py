@@ -11,27 +11,9 @@ from kubetasks_operator.adapters.slots import Grant, SlotId
 from kubetasks_operator.scheduler import Scheduler
 from kubetasks_operator.settings import OperatorSettings
 from kubetasks_operator.world import World
+from tests.unit.fakes import FakeSlots
 
 T0 = 1_800_000_000.0
-
-
-class FakeSlots:
-    def __init__(self) -> None:
-        self.held: dict[str, SlotId] = {}
-
-    async def acquire(self, run_id: str, slot: SlotId, limit: int | None,
-                      key_limit: int | None) -> Grant:
-        self.held[run_id] = slot
-        return Grant.GRANTED
-
-    async def release(self, run_id: str, slot: SlotId) -> None:
-        self.held.pop(run_id, None)
-
-    async def rebuild(self, holders: dict[str, SlotId]) -> None:
-        self.held = dict(holders)
-
-    async def healthy(self) -> bool:
-        return True
 
 
 class FakeKube:
