@@ -4,7 +4,10 @@ outputs, hit while it runs by every fault kubetasks promises to survive:
 - the operator SIGKILLed five times at random moments (and started again);
 - Redis restarted (its data lost) and, once, FLUSHALLed;
 - the S3 server stopped for 30 s (SIGSTOP: it accepts connections and answers nothing, as a
-  hung object store does; moto keeps no data across a real restart);
+  hung object store does; moto keeps no data across a real restart), with probe runs in a
+  namespace of their own that must use S3 during the outage: some upload an output too big to
+  go inline, some read an offloaded payload. Each must wait the outage out and complete in its
+  first attempt;
 - the API server restarted;
 - the node agent SIGKILLed, which kills every pod process on the node (a node failure), and
   started again;
@@ -36,13 +39,24 @@ from kubernetes import client
 
 from kubetasks.devcluster.local import LocalCluster, OperatorProcess
 from kubetasks.devcluster.nodeagent import REASON_RESTARTED
-from kubetasks.storage import ObjectStore, StorageSettings
-from tests.cluster.helpers import create_namespace
+from kubetasks.payloads import encode_payload
+from kubetasks.storage import ObjectStore, StorageSettings, payload_key
+from tests.cluster.helpers import (
+    create,
+    create_namespace,
+    executions,
+    make_run,
+    make_task,
+    wait_all_terminal,
+)
 from tests.workload import (
+    BIG,
     LABEL_ATTEMPT,
     LABEL_RUN,
+    TASK,
     Load,
     check_invariants,
+    iso,
     plan_workload,
     seeded,
     start_load,
@@ -61,14 +75,22 @@ SIZES = {
 RETRY = {"maxAttempts": 5, "factor": 2, "minTimeoutSeconds": 1, "maxTimeoutSeconds": 2}
 S3_STOPPED_SECONDS = 30.0
 FINISH_TIMEOUT = 900
+PROBES = "chaos-s3"  # the runs that must use S3 while it is stopped
+UPLOAD_PROBES = 3  # each sleeps UPLOAD_AFTER s, then uploads an output too big to go inline
+UPLOAD_AFTER = 4.0
+READ_PROBES = 2  # each starts READ_AFTER s into the outage and reads an offloaded payload
+READ_AFTER = 5.0
+S3_WAITED = "object storage failed to"  # the worker's log line when it retries S3
 
 
 class Chaos:
     """The faults, and what they did (for the checks and the report)."""
 
     def __init__(self, cluster: LocalCluster, operator: OperatorProcess, api: client.ApiClient,
-                 rng: random.Random) -> None:
+                 rng: random.Random, store: ObjectStore) -> None:
         self.cluster, self.operator, self.api, self.rng = cluster, operator, api, rng
+        self.store = store
+        self.probes: list[str] = []
         self.deleted_attempts: set[tuple[str, int]] = set()
         self.counts: Counter[str] = Counter()
         self.operator_pid = self._pid()
@@ -94,12 +116,55 @@ class Chaos:
         self.counts["Redis FLUSHALL"] += 1
 
     def s3_stop(self) -> None:
+        """An outage no attempt meets proves nothing: probe runs are started so that they
+        use S3 during it (see the module's docstring)."""
+        for i in range(UPLOAD_PROBES):
+            name = f"upload-{i}"
+            make_run(self.api, PROBES, name, TASK, {"sleep": UPLOAD_AFTER, "output_bytes": BIG})
+            self.probes.append(name)
+        deadline = time.monotonic() + 60
+        while len(executions(self.cluster.node_agent, PROBES)) < UPLOAD_PROBES:
+            assert time.monotonic() < deadline, "the upload probes did not start in 60 s"
+            time.sleep(0.1)
+        for i in range(READ_PROBES):
+            name = f"read-{i}"
+            ref = self.store.put(payload_key(PROBES, TASK),
+                                 encode_payload({"pad": "p" * BIG, "output": {"read": i}}))
+            at = time.time() + READ_AFTER
+            create(self.api, PROBES, "taskruns", {"kind": "TaskRun", "metadata": {"name": name},
+                                                  "spec": {"task": TASK, "payloadRef": ref,
+                                                           "delayUntil": iso(at)}})
+            self.probes.append(name)
         self.cluster.s3.pause()
         try:
             time.sleep(S3_STOPPED_SECONDS)
         finally:
             self.cluster.s3.resume()
         self.counts["S3 stopped 30 s"] += 1
+        # Before the next fault: a probe the node failure hit would need a second attempt.
+        wait_all_terminal(self.api, PROBES, 120)
+
+    def check_probes(self) -> int:
+        """Every probe completed in its first attempt, and its worker waited out the outage
+        (said so in its log). Returns how many waited."""
+        runs = {r["metadata"]["name"]: r for r in wait_all_terminal(self.api, PROBES, 300)}
+        assert set(runs) == set(self.probes), (sorted(runs), self.probes)
+        for name, run in runs.items():
+            status = run.get("status") or {}
+            assert status.get("phase") == "Completed" and status.get("attempt") == 1, (
+                name, status)
+            if name.startswith("upload"):
+                assert status.get("outputRef"), (name, status)
+            else:
+                assert status.get("output") == {"read": int(name.rsplit("-", 1)[1])}, status
+        ran = executions(self.cluster.node_agent, PROBES)
+        assert len(ran) == len(self.probes), ran
+        logs = sorted((self.cluster.node_agent.workdir / "pods" / PROBES).glob("*/*.log"))
+        waited = [log.parent.name for log in logs if S3_WAITED in log.read_text(
+            errors="replace")]
+        assert len(logs) == len(self.probes) and len(waited) == len(self.probes), (
+            f"probes whose worker did not wait for S3: {sorted(set(runs) - set(waited))}")
+        return len(waited)
 
     def apiserver_restart(self) -> None:
         self.cluster.control_plane.restart_apiserver()
@@ -193,6 +258,8 @@ def test_no_run_lost_or_run_twice_and_no_limit_exceeded_under_faults(
     size = "full" if request.config.getoption("--chaos-full") else "reduced"
     rng = seeded(f"chaos, {size}")
     create_namespace(chaos_api, NAMESPACE)
+    create_namespace(chaos_api, PROBES)
+    make_task(chaos_api, PROBES, TASK, retry=RETRY)
     s3 = chaos_cluster.s3
     for name, value in s3.env().items():
         monkeypatch.setenv(name, value)
@@ -202,7 +269,7 @@ def test_no_run_lost_or_run_twice_and_no_limit_exceeded_under_faults(
     delay_until: dict[str, float] = {}
     load = start_load(chaos_api, NAMESPACE, planned, retry=RETRY, store=store,
                       created=delay_until)
-    chaos = Chaos(chaos_cluster, chaos_operator, chaos_api, rng)
+    chaos = Chaos(chaos_cluster, chaos_operator, chaos_api, rng, store)
     faults: list[tuple[str, Callable[[], None]]] = [
         ("operator SIGKILL 1", chaos.operator_kill),
         ("S3 stopped for 30 s", chaos.s3_stop),
@@ -221,18 +288,20 @@ def test_no_run_lost_or_run_twice_and_no_limit_exceeded_under_faults(
     counts = check_invariants(chaos_api, chaos_cluster.node_agent, NAMESPACE, load,
                               f"chaos {size}", disrupted=chaos.disrupted,
                               delay_until=delay_until, finish_timeout=FINISH_TIMEOUT)
+    probes_waited = chaos.check_probes()
     chaos.check_operator("the load finished")
     health = chaos_operator.metrics_url.replace("/metrics", "/healthz")
     with urllib.request.urlopen(health, timeout=5) as response:
         assert response.status == 200
     pods = chaos_cluster.node_agent.workdir / "pods" / NAMESPACE
-    waited_for_s3 = sum("object storage failed to" in log.read_text(errors="replace")
+    waited_for_s3 = sum(S3_WAITED in log.read_text(errors="replace")
                         for log in pods.glob("*/*.log"))
     behaviours = Counter(p.behaviour for p in planned)
     print(f"\n[chaos {size}] faults: {dict(chaos.counts)}")
     print(f"[chaos {size}] runs: {dict(behaviours)}, delayed {len(delay_until)}, "
           f"offloaded payloads {sum(p.offload for p in planned)}, big outputs "
           f"{sum('output_bytes' in p.payload for p in planned)}; attempts that waited out "
-          f"the S3 outage: {waited_for_s3}")
+          f"the S3 outage: {waited_for_s3} of the load, {probes_waited} probes (of "
+          f"{len(chaos.probes)}: each completed in its first attempt)")
     print(f"[chaos {size}] outcome: {counts}")
     assert counts["repeated_attempts"] == 0 and counts["queue_limit_exceeded"] == 0
