@@ -97,8 +97,8 @@ class Synth:
 
     def queue(self, namespace: str, i: int) -> Json:
         spec: Json = {"concurrencyLimit": self.rng.randint(50, 150)}
-        if i in (1, 3, 5):
-            spec["concurrencyKeyLimit"] = 5
+        if i in (1, 3, 5):  # keyed: 5 per key, the drawn limit over the whole queue
+            spec = {"concurrencyLimit": 5, "totalConcurrencyLimit": spec["concurrencyLimit"]}
         if i == 9:
             spec["paused"] = True
         return {"apiVersion": "kubetasks.dev/v1alpha1", "kind": "TaskQueue",
@@ -269,12 +269,13 @@ def holders_of(world: World) -> Holders:
 
 def usage_of(holders: Holders) -> Usage:
     per_queue: Counter[tuple[str, str]] = Counter()
-    per_key: Counter[tuple[tuple[str, str], str]] = Counter()
+    per_key: Counter[KeyId] = Counter()
+    per_namespace: Counter[str] = Counter()
     for namespace, queue, key in holders.values():
         per_queue[(namespace, queue)] += 1
-        if key is not None:
-            per_key[((namespace, queue), key)] += 1
-    return Usage(per_queue, per_key)
+        per_key[((namespace, queue), key)] += 1
+        per_namespace[namespace] += 1
+    return Usage(per_queue, per_key, per_namespace)
 
 
 def candidates_of(waiting: dict[Key, Decision]) -> list[Candidate]:

@@ -3,12 +3,15 @@ keep, judged only from what really ran: the node agent's process records (start 
 times, pod labels, exit codes), never the operator's own counters. Used by the operator's
 invariant tests (tests/cluster) and the chaos suite (tests/chaos).
 
-The runs go over three queues (limits 1, 5 and 20; the wide queue also has ten concurrency
-keys limited to 2 each) with a mix of short sleeps, flaky runs that succeed on their second
-attempt and aborts; optionally some are delayed, and some carry a payload or return an output
-too big to go inline (both through object storage). The checks:
+The runs go over three queues (limits 1 and 5; the keyed queue has ten concurrency keys,
+limited to 2 runs each like its keyless runs, and a total cap of 12 over all of them; the
+namespace may have a cap over every queue) with a mix of short sleeps, flaky runs that
+succeed on their second attempt and aborts; optionally some are delayed, and some carry a
+payload or return an output too big to go inline (both through object storage). The checks:
 
-- at no instant did running processes exceed a queue limit or a concurrency-key limit;
+- at no instant did running processes exceed a queue limit, a concurrency-key limit (the
+  keyless runs of the keyed queue count as one more key), the keyed queue's total cap or the
+  namespace's cap;
 - every run ended in the phase its behaviour calls for;
 - every attempt ran exactly once, attempt numbers are consecutive from 1, and the number of
   processes of a run equals its ``status.attempt``: the attempts its behaviour needs, plus
@@ -56,9 +59,14 @@ TASK = "work"
 MIN_BACKOFF = 1
 RETRY = {"maxAttempts": 3, "factor": 2, "minTimeoutSeconds": MIN_BACKOFF,
          "maxTimeoutSeconds": 2}
-QUEUE_LIMITS = {"one": 1, "five": 5, "twenty": 20}
+# Each queue's cap over all its runs: the limit of the unkeyed queues, the keyed queue's
+# totalConcurrencyLimit. The keyed queue's concurrencyLimit (KEY_LIMIT) applies to each key.
+QUEUE_LIMITS = {"one": 1, "five": 5, "twenty": 12}
 KEYED_QUEUE = "twenty"
 KEY_LIMIT = 2
+# The namespace cap the invariant tests and the chaos suite give the operator for their
+# namespace: below the queues' 18 together, so it binds as well.
+NAMESPACE_CAP = 14
 KEYS = [f"user-{i}" for i in range(10)]
 EXIT_ABORT = 65
 # Generous: each load takes one to two minutes on a 2-CPU machine; the cap only turns a
@@ -104,9 +112,10 @@ def plan_workload(rng: random.Random, per_queue: dict[str, int], *,
     """Runs spread over the queues, shuffled so that every queue is loaded from the start.
 
     On the keyed queue four runs in five carry one of ten keys (limit 2 each, so the keys
-    alone could fill the queue) and the rest carry none, so that the queue-wide limit of 20
-    binds as well as the key limits. A ``delayed`` share waits 2 to 20 s before it may
-    start; a ``big`` share has a payload or (half of them) an output above the inline limit.
+    alone could fill it) and the rest carry none (a lane of 2 of their own), so that the
+    total cap of 12 binds as well as the key limits. A ``delayed`` share waits 2 to 20 s
+    before it may start; a ``big`` share has a payload or (half of them) an output above the
+    inline limit.
     """
     planned: list[PlannedRun] = []
     for queue, count in per_queue.items():
@@ -146,8 +155,11 @@ def start_load(api: client.ApiClient, namespace: str, planned: list[PlannedRun],
     ``created`` receives each delayed run's ``delayUntil`` (epoch seconds)."""
     make_task(api, namespace, TASK, retry=retry or RETRY)
     for queue, limit in QUEUE_LIMITS.items():
-        extra = {"concurrencyKeyLimit": KEY_LIMIT} if queue == KEYED_QUEUE else {}
-        make_queue(api, namespace, queue, concurrencyLimit=limit, **extra)
+        if queue == KEYED_QUEUE:
+            make_queue(api, namespace, queue, concurrencyLimit=KEY_LIMIT,
+                       totalConcurrencyLimit=limit)
+        else:
+            make_queue(api, namespace, queue, concurrencyLimit=limit)
     wait_until_quiet(api)
     load = Load(planned, started=time.time())
     for run in planned:
@@ -222,10 +234,12 @@ def check_invariants(
     api: client.ApiClient, agent: NodeAgentProcess, namespace: str, load: Load, label: str,
     *, disrupted: Callable[[dict[str, Any]], bool] | None = None,
     delay_until: dict[str, float] | None = None, finish_timeout: float = FINISH_TIMEOUT,
+    namespace_cap: int | None = None,
 ) -> dict[str, int]:
     """Wait until every run has finished, then check the invariants above. ``disrupted``
     tells the attempts (process records) that a fault took away: each may be followed by one
-    more attempt than the run's behaviour needs. Returns counts for the report."""
+    more attempt than the run's behaviour needs; ``namespace_cap`` is the operator's cap for
+    this namespace, if it has one. Returns counts for the report."""
     disrupted = disrupted or (lambda _: False)
     runs = {r["metadata"]["name"]: r for r in wait_all_terminal(api, namespace,
                                                                   finish_timeout)}
@@ -244,23 +258,27 @@ def check_invariants(
 
     # Limits, from real process intervals.
     by_queue: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    by_key: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    by_key: dict[tuple[str, str | None], list[tuple[float, float]]] = defaultdict(list)
     for e in done:
         interval = (e["time"], e["end"])
         queue = e["labels"][LABEL_QUEUE]
         by_queue[queue].append(interval)
-        if LABEL_KEY in e["labels"]:
-            by_key[(queue, e["labels"][LABEL_KEY])].append(interval)
+        if queue == KEYED_QUEUE:  # its keyless runs share a lane of the key limit
+            by_key[(queue, e["labels"].get(LABEL_KEY))].append(interval)
     queue_peaks = {q: max_overlap(by_queue[q]) for q in QUEUE_LIMITS}
     key_peaks = {k: max_overlap(v) for k, v in by_key.items()}
+    namespace_peak = max_overlap((e["time"], e["end"]) for e in done)
     for queue, limit in QUEUE_LIMITS.items():
         assert queue_peaks[queue] <= limit, (
             f"queue {queue!r}: {queue_peaks[queue]} processes ran at once, limit {limit}")
-    assert {q for q, _ in by_key} <= {KEYED_QUEUE}
     for (queue, key), peak in key_peaks.items():
         assert peak <= KEY_LIMIT, (
             f"key {key!r} of queue {queue!r}: {peak} processes ran at once, "
             f"limit {KEY_LIMIT}")
+    if namespace_cap is not None:
+        assert namespace_peak <= namespace_cap, (
+            f"namespace {namespace}: {namespace_peak} processes ran at once, "
+            f"cap {namespace_cap}")
 
     # Each (run, attempt) ran exactly once, in the queue and under the key it was given.
     per_attempt = Counter((e["labels"][LABEL_RUN], int(e["labels"][LABEL_ATTEMPT]))
@@ -328,6 +346,7 @@ def check_invariants(
         f"{len(done) / wall:.1f} processes/s; peak concurrency per queue "
         + ", ".join(f"{q} {queue_peaks[q]}/{QUEUE_LIMITS[q]}" for q in QUEUE_LIMITS)
         + f"; peak per key {busiest_key}/{KEY_LIMIT} over {len(key_peaks)} keys"
+        + f"; namespace peak {namespace_peak}/{namespace_cap or '-'}"
     )
     for note in load.notes:
         print(f"[{label}] {note}")
@@ -335,6 +354,7 @@ def check_invariants(
     return {"runs": len(planned), "processes": len(done), "lost_attempts": lost_attempts,
             "repeated_attempts": len(repeated), "queue_limit_exceeded": sum(
                 queue_peaks[q] > lim for q, lim in QUEUE_LIMITS.items()),
+            "namespace_peak": namespace_peak,
             **{f"phase_{k}": v for k, v in phases.items()}}
 
 

@@ -78,10 +78,22 @@ def task_defaults(obj: Json) -> TaskDefaults:
 
 def queue_config(obj: Json) -> QueueConfig:
     spec = obj.get("spec") or {}
+    limit = _int(spec.get("concurrencyLimit"))
+    total = _int(spec.get("totalConcurrencyLimit"))
+    key_limit = _int(spec.get("concurrencyKeyLimit"))
+    if key_limit is not None:
+        # Stored before concurrencyKeyLimit was retired (the API refuses it in new writes):
+        # keep its meaning, never looser. It was the per-key limit inside concurrencyLimit,
+        # which capped the whole queue; the runs without a key now share the key limit too.
+        return QueueConfig(
+            name=obj["metadata"]["name"], concurrency_limit=key_limit,
+            total_limit=total if total is not None else limit,
+            paused=bool(spec.get("paused", False)), legacy_key_limit=True,
+        )
     return QueueConfig(
         name=obj["metadata"]["name"],
-        concurrency_limit=_int(spec.get("concurrencyLimit")),
-        concurrency_key_limit=_int(spec.get("concurrencyKeyLimit")),
+        concurrency_limit=limit,
+        total_limit=total,
         paused=bool(spec.get("paused", False)),
     )
 

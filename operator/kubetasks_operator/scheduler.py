@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from kubetasks_operator.adapters.kube import KubeAdapter, refused
-from kubetasks_operator.adapters.slots import Grant, SlotId, SlotStore
+from kubetasks_operator.adapters.slots import Grant, SlotId, SlotLimits, SlotStore
 from kubetasks_operator.batches import BatchKeeper
 from kubetasks_operator.core.batches import TERMINAL_BATCH
 from kubetasks_operator.core.lifecycle import (
@@ -34,6 +34,7 @@ from kubetasks_operator.core.lifecycle import (
     PostEvent,
     ReleaseSlot,
     effective_queue,
+    iso,
     reconcile,
     resolve_queue,
     start_attempt,
@@ -82,7 +83,8 @@ class Scheduler:
         self._deleting: set[tuple[str, str]] = set()
         self._inflight: dict[Key, asyncio.Task[bool]] = {}
         self._gate = asyncio.Semaphore(APPLY_CONCURRENCY)
-        self._queue_status: dict[Key, dict[str, int]] = {}
+        self._queue_status: dict[Key, dict[str, Any]] = {}
+        self._legacy_since: dict[Key, str] = {}  # TaskQueues still setting concurrencyKeyLimit
         # Tasks confirmed absent by a GET (when), and lookups to make before failing runs.
         self._missing_tasks: dict[Key, float] = {}
         self._task_lookups: dict[Key, set[Key]] = {}
@@ -152,13 +154,17 @@ class Scheduler:
 
     def _usage(self) -> Usage:
         per_queue: Counter[tuple[str, str]] = Counter()
-        per_key: Counter[tuple[tuple[str, str], str]] = Counter()
+        per_key: Counter[KeyId] = Counter()
+        per_namespace: Counter[str] = Counter()
         for _, slot in [*self.holders.values(), *(("", s) for s in self.orphans.values())]:
             qid = (slot.namespace, slot.queue)
             per_queue[qid] += 1
-            if slot.concurrency_key is not None:
-                per_key[(qid, slot.concurrency_key)] += 1
-        return Usage(per_queue, per_key)
+            per_key[(qid, slot.concurrency_key)] += 1
+            per_namespace[slot.namespace] += 1
+        return Usage(per_queue, per_key, per_namespace)
+
+    def _namespace_limit(self, namespace: str) -> int | None:
+        return self.settings.namespace_concurrency_limit.limit_for(namespace)
 
     async def _release(self, key: Key) -> None:
         held = self.holders.pop(key, None)
@@ -330,10 +336,9 @@ class Scheduler:
                 continue
             config = configs[candidate.queue_id]
             slot = SlotId(view.namespace, candidate.queue, view.concurrency_key)
-            key_limit = (config.concurrency_key_limit if config.concurrency_key_limit
-                         is not None else config.concurrency_limit)
-            grant = await self.slots.acquire(view.uid, slot, config.concurrency_limit,
-                                             key_limit)
+            limits = SlotLimits(lane=config.concurrency_limit, queue=config.total_limit,
+                                namespace=self._namespace_limit(view.namespace))
+            grant = await self.slots.acquire(view.uid, slot, limits)
             if grant is Grant.NEEDS_REBUILD:
                 log.warning("Redis lost the slot sets (restart or flush): rebuilding")
                 await self.rebuild_slots()
@@ -395,7 +400,14 @@ class Scheduler:
                 run = self.world.runs[view.key]
                 task = self.world.task_for(run)
                 configs[qid] = effective_queue(view, task, self.world.queue(*qid))
-        plan = plan_starts(candidates, self._usage(), configs, self.last_served)
+        namespace_limits = {}
+        if self.settings.namespace_concurrency_limit:
+            for namespace in {c.namespace for c in candidates}:
+                limit = self._namespace_limit(namespace)
+                if limit is not None:
+                    namespace_limits[namespace] = limit
+        plan = plan_starts(candidates, self._usage(), configs, self.last_served,
+                           namespace_limits)
         # Slots are taken one by one in plan order (Redis answers in well under a millisecond);
         # the starts they allow are then written concurrently.
         work: list[tuple[Key, RunView, Decision]] = []
@@ -519,14 +531,27 @@ class Scheduler:
     async def _write_queue_status(self) -> None:
         running: Counter[Key] = Counter()
         queued: Counter[Key] = Counter()
+        keys: dict[Key, set[str]] = {}
+        in_namespace: Counter[str] = Counter()
         for _, slot in self.holders.values():
             running[(slot.namespace, slot.queue)] += 1
+            in_namespace[slot.namespace] += 1
+            if slot.concurrency_key is not None:
+                keys.setdefault((slot.namespace, slot.queue), set()).add(slot.concurrency_key)
         for key, decision in self.waiting.items():
             if decision.wants_slot is not None:
                 queued[(key[0], decision.wants_slot.queue)] += 1
         # A copy: watch handlers add queues while this task awaits its writes.
         for qkey in list(self.world.queues):
-            status: dict[str, Any] = {"running": running[qkey], "queued": queued[qkey]}
+            cap = self._namespace_limit(qkey[0])
+            status: dict[str, Any] = {
+                "running": running[qkey], "queued": queued[qkey],
+                "activeKeys": len(keys.get(qkey, ())),
+                # null removes them (a merge patch) once the operator has no cap for it.
+                "namespaceConcurrencyLimit": cap,
+                "namespaceRunning": in_namespace[qkey[0]] if cap is not None else None,
+                "conditions": self._queue_conditions(qkey),
+            }
             if self._queue_status.get(qkey) == status:
                 continue
             try:
@@ -535,3 +560,22 @@ class Scheduler:
                 log.exception("writing the status of TaskQueue %s/%s failed; retrying", *qkey)
                 continue
             self._queue_status[qkey] = status
+
+    def _queue_conditions(self, qkey: Key) -> list[dict[str, Any]] | None:
+        """A ``Deprecated`` condition while the TaskQueue still sets concurrencyKeyLimit."""
+        spec = (self.world.queues.get(qkey) or {}).get("spec") or {}
+        if "concurrencyKeyLimit" not in spec:
+            self._legacy_since.pop(qkey, None)
+            return None
+        since = self._legacy_since.setdefault(qkey, iso(self.clock()))
+        key_limit, limit = spec["concurrencyKeyLimit"], spec.get("concurrencyLimit")
+        hint = (f"concurrencyLimit: {key_limit}" + (
+            f", totalConcurrencyLimit: {limit}" if limit is not None else ""))
+        return [{
+            "type": "Deprecated", "status": "True", "reason": "ConcurrencyKeyLimit",
+            "lastTransitionTime": since,
+            "message": (
+                "spec.concurrencyKeyLimit is retired and read with its old meaning; "
+                "concurrencyLimit now applies to each concurrency key on its own: set "
+                f"{{{hint}}} and remove concurrencyKeyLimit"),
+        }]

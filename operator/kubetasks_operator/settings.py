@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import shlex
@@ -9,6 +10,60 @@ from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
+
+
+class NamespaceLimits(BaseModel):
+    """The namespace-wide concurrency caps: a default for every namespace and overrides by
+    exact name or glob pattern. No entry (or 0) means no cap."""
+
+    default: int | None = Field(default=None, ge=1)
+    names: dict[str, int] = Field(default_factory=dict)  # exact names and glob patterns
+
+    @field_validator("names")
+    @classmethod
+    def _positive(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, limit in value.items():
+            if limit < 0:
+                raise ValueError(f"the limit of {name!r} is {limit}; use a whole number >= 1, "
+                                 "or 0 for no cap")
+        return value
+
+    @classmethod
+    def parse(cls, text: str) -> NamespaceLimits:
+        """``"50"``, ``"prod=200,preview-*=5"`` or both: ``"50,prod=200"``."""
+        default: int | None = None
+        names: dict[str, int] = {}
+        for part in (p.strip() for p in text.split(",")):
+            if not part:
+                continue
+            name, sep, number = part.rpartition("=")
+            try:
+                limit = int(number)
+            except ValueError:
+                raise ValueError(
+                    f"{part!r} is not a limit: write N (every namespace) or NAMESPACE=N "
+                    "(a name or a glob pattern such as preview-*), separated by commas; "
+                    "0 means no cap") from None
+            if limit < 0:
+                raise ValueError(f"{part!r}: a limit must be >= 1 (or 0 for no cap)")
+            if sep:
+                names[name.strip()] = limit
+            else:
+                default = limit or None
+        return cls(default=default, names=names)
+
+    def limit_for(self, namespace: str) -> int | None:
+        """The cap of one namespace: its exact name, else the longest matching pattern (the
+        most specific; the order they are written in does not matter), else the default."""
+        if namespace in self.names:
+            return self.names[namespace] or None
+        for pattern in sorted(self.names, key=lambda p: (-len(p), p)):
+            if fnmatch.fnmatchcase(namespace, pattern):
+                return self.names[pattern] or None
+        return self.default
+
+    def __bool__(self) -> bool:
+        return self.default is not None or any(self.names.values())
 
 
 class OperatorSettings(BaseModel):
@@ -27,6 +82,10 @@ class OperatorSettings(BaseModel):
     | KUBETASKS_TASK_SERVICE_ACCOUNT | ServiceAccount of task pods unless the Task names one |
     | KUBETASKS_TASK_ENV | JSON object of extra env for task pods (e.g. S3 settings) |
     | KUBETASKS_QUEUE_STATUS_INTERVAL | seconds between TaskQueue status updates (2) |
+    | KUBETASKS_NAMESPACE_CONCURRENCY_LIMIT | runs that may execute at once in one |
+    |   | namespace, over all its queues (Trigger.dev's environment limit): ``50`` for |
+    |   | every namespace, ``prod=200,preview-*=5`` per namespace (an exact name first, |
+    |   | then the longest matching glob pattern, then the bare number); empty or 0: none |
     | KUBETASKS_POD_CREATE_TIMEOUT | seconds an attempt's Job may go without a pod once the |
     |   | Job controller reported FailedCreate, before the attempt ends (60) |
     | KUBETASKS_S3_ENDPOINT / _BUCKET / _REGION | object storage for payloads and outputs, |
@@ -52,6 +111,7 @@ class OperatorSettings(BaseModel):
     termination_grace_seconds: int = Field(default=30, ge=0)
     queue_status_interval: float = Field(default=2.0, gt=0)
     pod_create_timeout: float = Field(default=60.0, gt=0)
+    namespace_concurrency_limit: NamespaceLimits = Field(default_factory=lambda: NamespaceLimits())
     s3_endpoint: str | None = None
     s3_bucket: str | None = None
     s3_region: str | None = None
@@ -79,6 +139,11 @@ class OperatorSettings(BaseModel):
             env.append({"name": "KUBETASKS_LOG_FORMAT", "value": "json"})
         env.extend({"name": k, "value": v} for k, v in self.task_env.items())
         return env
+
+    @field_validator("namespace_concurrency_limit", mode="before")
+    @classmethod
+    def _parse_namespace_limits(cls, value: object) -> object:
+        return NamespaceLimits.parse(value) if isinstance(value, str) else value
 
     @field_validator("worker_command", mode="before")
     @classmethod

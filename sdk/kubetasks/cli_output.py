@@ -160,18 +160,26 @@ def batch_data(batch: Batch) -> dict[str, Any]:
 
 def queue_data(obj: Mapping[str, Any]) -> dict[str, Any]:
     """A TaskQueue object as the row ``queues list`` gives: name, limits, paused, and the
-    operator's running and queued counts (None before it wrote them)."""
+    operator's counts (None before it wrote them): running, queued, active keys, and the
+    namespace's cap with its running count when the operator sets one. ``warning`` holds the
+    operator's word on a retired field, else None."""
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
+    deprecated = [c for c in status.get("conditions") or []
+                  if c.get("type") == "Deprecated" and c.get("status") == "True"]
     return {
         "name": meta.get("name", ""),
         "namespace": meta.get("namespace", ""),
         "concurrency_limit": spec.get("concurrencyLimit"),
-        "concurrency_key_limit": spec.get("concurrencyKeyLimit"),
+        "total_concurrency_limit": spec.get("totalConcurrencyLimit"),
         "paused": bool(spec.get("paused", False)),
         "running": status.get("running"),
         "queued": status.get("queued"),
+        "active_keys": status.get("activeKeys"),
+        "namespace_concurrency_limit": status.get("namespaceConcurrencyLimit"),
+        "namespace_running": status.get("namespaceRunning"),
+        "warning": deprecated[0].get("message") if deprecated else None,
     }
 
 
@@ -405,10 +413,12 @@ def batch_details(batch: Batch, now: dt.datetime, max_names: int = MAX_BATCH_NAM
     return Group(*parts)
 
 
-def queues_table(queues: Sequence[Mapping[str, Any]]) -> Table:
-    """``queues list``: name, limit, key limit, running, queued, paused."""
+def queues_table(queues: Sequence[Mapping[str, Any]]) -> Group:
+    """``queues list``: per queue its limit (each concurrency key's, and the keyless runs'),
+    its total cap, running, queued, active keys and paused; then the namespace's cap, if the
+    operator sets one, and any warning."""
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("NAME", "LIMIT", "KEY LIMIT", "RUNNING", "QUEUED", "PAUSED"):
+    for column in ("NAME", "LIMIT/KEY", "TOTAL", "RUNNING", "QUEUED", "KEYS", "PAUSED"):
         table.add_column(column, no_wrap=True)
 
     def number(value: Any) -> str:
@@ -416,10 +426,20 @@ def queues_table(queues: Sequence[Mapping[str, Any]]) -> Table:
 
     for row in queues:
         table.add_row(str(row["name"]), number(row["concurrency_limit"]),
-                      number(row["concurrency_key_limit"]), number(row["running"]),
-                      number(row["queued"]),
+                      number(row["total_concurrency_limit"]), number(row["running"]),
+                      number(row["queued"]), number(row["active_keys"]),
                       Text("yes", style="yellow") if row["paused"] else "no")
-    return table
+    parts: list[Table | Text] = [table]
+    capped = [row for row in queues if row.get("namespace_concurrency_limit") is not None]
+    if capped:
+        row = capped[0]
+        parts.append(Text(
+            f"namespace {row['namespace']}: at most {row['namespace_concurrency_limit']} runs "
+            f"at once over all queues ({number(row['namespace_running'])} running)"))
+    for row in queues:
+        if row.get("warning"):
+            parts.append(Text(f"queue {row['name']}: {row['warning']}", style="yellow"))
+    return Group(*parts)
 
 
 def wait_summary(run: Run[Any], output: Any) -> list[str]:

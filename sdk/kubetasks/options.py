@@ -153,7 +153,9 @@ def check_dns_label(value: str, what: str, example: str) -> str:
 
 @dataclass(frozen=True)
 class Queue:
-    """A named queue and, optionally, how many of its runs may execute at once."""
+    """A named queue and, optionally, how many of its runs may execute at once: runs with a
+    ``concurrency_key`` count per key value (each key is a queue of its own, as in
+    Trigger.dev); a cap over the whole queue is its TaskQueue's ``totalConcurrencyLimit``."""
 
     name: str
     concurrency_limit: int | None = None
@@ -170,8 +172,11 @@ class Queue:
 
 
 def queue(name: str, concurrency_limit: int | None = None) -> Queue:
-    """A queue for ``@task(queue=...)`` or the ``queue=`` trigger option.
+    """A queue for ``@task(queue=...)`` or the ``queue=`` trigger option. With
+    ``concurrency_key=`` the limit applies to each key on its own: one run per user here.
 
+    >>> free_users = queue("free-users", concurrency_limit=1)
+    >>> # generate_pr.trigger(data, queue=free_users, concurrency_key=data["user_id"])
     >>> emails = queue("emails", concurrency_limit=5)
     >>> emails.concurrency_limit
     5
@@ -248,7 +253,8 @@ class TriggerOptionsDict(TypedDict, total=False):
     queue: str | Queue
     """Run on this queue instead of the task's."""
     concurrency_key: str
-    """Split the queue's concurrency limit per value (e.g. a user id)."""
+    """Give each value (e.g. a user id) a queue of its own: the concurrency limit applies
+    per value."""
     max_attempts: int
     """Attempts before the run fails, overriding the task's retry policy."""
     tags: str | Sequence[str]

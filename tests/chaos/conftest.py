@@ -15,6 +15,7 @@ from kubernetes import client, config
 from kubetasks.devcluster import ControllerSettings
 from kubetasks.devcluster.local import LocalCluster, OperatorProcess
 from tests.cluster.conftest import task_env
+from tests.workload import NAMESPACE_CAP
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,9 @@ def chaos_operator(chaos_cluster: LocalCluster) -> Iterator[OperatorProcess]:
         "KUBETASKS_TASK_ENV": json.dumps(task_env(local.control_plane, local.s3)),
         "KUBETASKS_REPAIR_INTERVAL": "5",
         "KUBETASKS_TERMINATION_GRACE_SECONDS": "2",
+        # The load's namespace (test_chaos.NAMESPACE) has a cap over all its queues; the S3
+        # probes' has none.
+        "KUBETASKS_NAMESPACE_CONCURRENCY_LIMIT": f"chaos={NAMESPACE_CAP}",
     }
     proc = OperatorProcess(local.workdir / "operator", env).start()
     try:

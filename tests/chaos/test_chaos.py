@@ -53,6 +53,7 @@ from tests.workload import (
     BIG,
     LABEL_ATTEMPT,
     LABEL_RUN,
+    NAMESPACE_CAP,
     TASK,
     Load,
     check_invariants,
@@ -287,7 +288,8 @@ def test_no_run_lost_or_run_twice_and_no_limit_exceeded_under_faults(
 
     counts = check_invariants(chaos_api, chaos_cluster.node_agent, NAMESPACE, load,
                               f"chaos {size}", disrupted=chaos.disrupted,
-                              delay_until=delay_until, finish_timeout=FINISH_TIMEOUT)
+                              delay_until=delay_until, finish_timeout=FINISH_TIMEOUT,
+                              namespace_cap=NAMESPACE_CAP)
     probes_waited = chaos.check_probes()
     chaos.check_operator("the load finished")
     health = chaos_operator.metrics_url.replace("/metrics", "/healthz")

@@ -27,6 +27,7 @@ from kubetasks.devcluster.nodeagent import NodeAgentProcess
 from kubetasks.devcluster.services import RedisServer, S3Server
 from kubetasks.storage import StorageSettings
 from tests.cluster.helpers import create_namespace
+from tests.workload import NAMESPACE_CAP
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = REPO / "crds"
@@ -113,6 +114,33 @@ def namespace(
             client.CoreV1Api(kube_api).delete_namespace(name)
 
 
+# The namespace caps the session's operator knows (KUBETASKS_NAMESPACE_CONCURRENCY_LIMIT).
+NAMESPACE_CAPS = (3, NAMESPACE_CAP)
+
+
+@pytest.fixture
+def capped_namespace(
+    request: pytest.FixtureRequest, kube_api: client.ApiClient
+) -> Iterator[Callable[[int], str]]:
+    """``capped_namespace(cap) -> name``: a fresh namespace in which the session's operator
+    lets at most ``cap`` runs execute at once over all queues (a cap of NAMESPACE_CAPS)."""
+    made: list[str] = []
+
+    def make(cap: int) -> str:
+        assert cap in NAMESPACE_CAPS, f"the session's operator knows the caps {NAMESPACE_CAPS}"
+        name = f"cap{cap}-{_namespace_name(request.node.name)}"[:63].rstrip("-")
+        create_namespace(kube_api, name)
+        made.append(name)
+        return name
+
+    try:
+        yield make
+    finally:
+        for name in made:
+            with contextlib.suppress(client.ApiException):
+                client.CoreV1Api(kube_api).delete_namespace(name)
+
+
 def run_kubectl(control_plane: ControlPlane, *args: str) -> subprocess.CompletedProcess[str]:
     """kubectl without raising, for tests that assert on failures."""
     return subprocess.run(
@@ -150,6 +178,9 @@ def operator(
         # tests/cluster/test_pod_not_created.py waits this out (the default is 60 s).
         "KUBETASKS_POD_CREATE_TIMEOUT": "30",
         "KUBETASKS_TERMINATION_GRACE_SECONDS": "2",
+        # Namespaces named by capped_namespace get a cap over all their queues.
+        "KUBETASKS_NAMESPACE_CONCURRENCY_LIMIT": ",".join(
+            f"cap{cap}-*={cap}" for cap in NAMESPACE_CAPS),
         **s3_server.env(),
     }
     proc = OperatorProcess(session_dir / "operator", env).start()

@@ -615,7 +615,8 @@ LIMITS = st.one_of(st.sampled_from([0, 1, 2, 10000, 10001, -1]), SECONDS, st.jus
 @st.composite
 def taskqueues(draw: st.DrawFn, counter: Iterator[int]) -> Case:
     spec: dict[str, Any] = {}
-    for key, values in (("concurrencyLimit", LIMITS), ("concurrencyKeyLimit", LIMITS),
+    for key, values in (("concurrencyLimit", LIMITS), ("totalConcurrencyLimit", LIMITS),
+                        ("concurrencyKeyLimit", st.one_of(st.just(MISSING), LIMITS)),
                         ("paused", st.one_of(st.just(False), st.just(True), WRONG_TYPES,
                                              st.just(MISSING))),
                         ("unknownField", st.one_of(st.just(MISSING), PAYLOADS))):
@@ -643,8 +644,11 @@ def test_hostile_taskqueues_are_refused_or_their_runs_handled(
 
     @examples(40)
     @given(case=taskqueues(counter))
-    @example(case=Case({"kind": "TaskQueue", "metadata": {"name": "key-limit-zero"},
-                        "spec": {"concurrencyLimit": 5, "concurrencyKeyLimit": 0}}, None,
+    @example(case=Case({"kind": "TaskQueue", "metadata": {"name": "total-limit-zero"},
+                        "spec": {"concurrencyLimit": 5, "totalConcurrencyLimit": 0}}, None,
+                       {"keyed": True}))
+    @example(case=Case({"kind": "TaskQueue", "metadata": {"name": "retired-key-limit"},
+                        "spec": {"concurrencyLimit": 5, "concurrencyKeyLimit": 1}}, None,
                        {"keyed": True}))
     @example(case=Case({"kind": "TaskQueue", "metadata": {"name": "limit-zero"},
                         "spec": {"concurrencyLimit": 0}}, None, {"keyed": False}))

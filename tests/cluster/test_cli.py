@@ -253,7 +253,7 @@ def test_queues_list_shows_limits_paused_and_counts(
         cli: Cli, sdk: Client, kube_api: k8s.ApiClient, namespace: str) -> None:
     assert as_json(cli("queues", "list", "-o", "json")) == []
     make_queue(kube_api, namespace, "held", concurrencyLimit=3, paused=True)
-    make_queue(kube_api, namespace, "open", concurrencyLimit=5, concurrencyKeyLimit=1)
+    make_queue(kube_api, namespace, "open", concurrencyLimit=1, totalConcurrencyLimit=5)
     ok(cli("trigger", "behave", "--payload", "{}", "--queue", "held"))
     ok(cli("trigger", "behave", "--payload", "{}", "--queue", "held"))
 
@@ -263,13 +263,14 @@ def test_queues_list_shows_limits_paused_and_counts(
 
     rows = wait_until(held_counts, 30, "the operator to count the held queue")
     assert rows["held"] == {"name": "held", "namespace": namespace, "concurrency_limit": 3,
-                            "concurrency_key_limit": None, "paused": True, "running": 0,
-                            "queued": 2}
-    assert rows["open"]["concurrency_key_limit"] == 1 and rows["open"]["paused"] is False
+                            "total_concurrency_limit": None, "paused": True, "running": 0,
+                            "queued": 2, "active_keys": 0, "namespace_concurrency_limit": None,
+                            "namespace_running": None, "warning": None}
+    assert rows["open"]["total_concurrency_limit"] == 5 and rows["open"]["paused"] is False
     table = ok(cli("queues", "list")).stdout
     lines = {line.split()[0]: line.split() for line in table.splitlines()[1:] if line}
-    assert lines["held"] == ["held", "3", "-", "0", "2", "yes"]
-    assert lines["open"][:3] == ["open", "5", "1"]
+    assert lines["held"] == ["held", "3", "-", "0", "2", "0", "yes"]
+    assert lines["open"][:3] == ["open", "1", "5"]
 
 
 def test_errors_are_one_line_on_stderr_with_exit_code_1(

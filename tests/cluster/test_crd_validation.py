@@ -285,6 +285,24 @@ def test_queue_concurrency_limit_is_bounded(api: Api) -> None:
     api.create(manifest("TaskQueue", "q", {"concurrencyLimit": 0}))
 
 
+def test_total_concurrency_limit_is_bounded(api: Api) -> None:
+    rejected(
+        lambda: api.create(manifest("TaskQueue", "q", {"totalConcurrencyLimit": 10001})),
+        "spec.totalConcurrencyLimit",
+        "should be less than or equal to 10000",
+    )
+
+
+def test_the_retired_concurrency_key_limit_is_refused_with_the_migration(api: Api) -> None:
+    spec = {"concurrencyLimit": 100, "concurrencyKeyLimit": 1}
+    rejected(lambda: api.create(manifest("TaskQueue", "q", spec)),
+             "spec.concurrencyKeyLimit is retired",
+             "{concurrencyLimit: K, totalConcurrencyLimit: N}")
+    api.create(manifest("TaskQueue", "q", {"concurrencyLimit": 100}))
+    rejected(lambda: api.patch("TaskQueue", "q", {"concurrencyKeyLimit": 1}),
+             "spec.concurrencyKeyLimit is retired")
+
+
 # --- what is accepted -----------------------------------------------------------------------
 
 
@@ -356,8 +374,13 @@ def test_queue_status_is_written_through_the_status_subresource(
     api.patch_status(
         "TaskQueue",
         "emails",
-        {"spec": {"concurrencyLimit": 4}, "status": {"running": 2, "queued": 7}},
+        {"spec": {"concurrencyLimit": 4},
+         "status": {"running": 2, "queued": 7, "activeKeys": 2}},
     )
+    api.patch("TaskQueue", "emails", {"totalConcurrencyLimit": 40})
     table = kubectl("get", "ktq", "-n", namespace).splitlines()
-    assert table[0].split() == ["NAME", "LIMIT", "RUNNING", "QUEUED", "PAUSED", "AGE"]
-    assert table[1].split()[:5] == ["emails", "3", "2", "7", "false"]
+    assert table[0].split() == ["NAME", "LIMIT", "TOTAL", "RUNNING", "QUEUED", "KEYS", "PAUSED",
+                                "AGE"]
+    assert table[1].split()[:7] == ["emails", "3", "40", "2", "7", "2", "false"]
+    wide = kubectl("get", "ktq", "-n", namespace, "-o", "wide").splitlines()
+    assert "NS LIMIT" in wide[0]

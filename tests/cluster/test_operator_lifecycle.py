@@ -141,24 +141,6 @@ def test_queue_limit_is_never_exceeded(
     assert max_overlap((e["time"], e["end"]) for e in done) == 2
 
 
-def test_concurrency_keys_have_their_own_limit_inside_the_queue(
-    kube_api: client.ApiClient, namespace: str, node_agent: NodeAgentProcess
-) -> None:
-    make_task(kube_api, namespace, "echo", queue={"name": "users"})
-    make_queue(kube_api, namespace, "users", concurrencyLimit=3, concurrencyKeyLimit=1)
-    for user in ("a", "b"):
-        for i in range(4):
-            make_run(kube_api, namespace, f"{user}{i}", "echo", {"sleep": 0.6},
-                     concurrencyKey=f"user-{user}")
-    wait_all_terminal(kube_api, namespace, timeout=90)
-    done = executions(node_agent, namespace)
-    assert max_overlap((e["time"], e["end"]) for e in done) <= 3
-    for user in ("a", "b"):
-        mine = [e for e in done if e["labels"]["kubetasks.dev/run"].startswith(user)]
-        assert len(mine) == 4
-        assert max_overlap((e["time"], e["end"]) for e in mine) == 1
-
-
 def test_paused_queue_starts_nothing_until_resumed(
     kube_api: client.ApiClient, namespace: str, node_agent: NodeAgentProcess
 ) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from kubetasks.payloads import Encoded
 from kubetasks.storage import ObjectStore, StorageSettings
-from kubetasks_operator.adapters.slots import Grant, SlotId
+from kubetasks_operator.adapters.slots import Grant, SlotId, SlotLimits
 
 
 class MemoryStore(ObjectStore):
@@ -28,8 +28,7 @@ class FakeSlots:
     def __init__(self) -> None:
         self.held: dict[str, SlotId] = {}
 
-    async def acquire(self, run_id: str, slot: SlotId, limit: int | None,
-                      key_limit: int | None) -> Grant:
+    async def acquire(self, run_id: str, slot: SlotId, limits: SlotLimits) -> Grant:
         self.held[run_id] = slot
         return Grant.GRANTED
 

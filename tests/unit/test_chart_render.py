@@ -151,6 +151,7 @@ def test_operator_deployment_defaults() -> None:
     assert env["KUBETASKS_PRESIGN_EXPIRY"] == "300"
     assert env["KUBETASKS_LOG_FORMAT"] == "text"
     assert "KUBETASKS_TASK_ENV" not in env
+    assert "KUBETASKS_NAMESPACE_CONCURRENCY_LIMIT" not in env  # no namespace cap by default
     assert not {"AWS_ACCESS_KEY_ID", "KUBETASKS_S3_CREDENTIALS_SECRET"} & set(env)
 
 
@@ -172,6 +173,9 @@ def test_operator_env_is_what_the_operator_settings_accept() -> None:
     assert settings.namespaces == []
     assert settings.metrics_port == 9090
     assert settings.log_format == "json"
+    caps = settings.namespace_concurrency_limit
+    assert (caps.limit_for("prod"), caps.limit_for("preview-7"), caps.limit_for("dev")) == (
+        200, 5, 50)
 
 
 def test_external_redis_s3_secret_and_task_env() -> None:

@@ -167,17 +167,35 @@ def test_batch_data_and_details_show_progress_counts_and_run_names() -> None:
 
 def test_queue_rows_come_from_spec_and_status() -> None:
     rows = [queue_data({"metadata": {"name": "emails", "namespace": "jobs"},
-                        "spec": {"concurrencyLimit": 5, "paused": True},
-                        "status": {"running": 2, "queued": 7}}),
+                        "spec": {"concurrencyLimit": 5, "totalConcurrencyLimit": 20,
+                                 "paused": True},
+                        "status": {"running": 2, "queued": 7, "activeKeys": 2,
+                                   "namespaceConcurrencyLimit": 50, "namespaceRunning": 9}}),
             queue_data({"metadata": {"name": "new", "namespace": "jobs"}, "spec": {}})]
     assert rows[0] == {"name": "emails", "namespace": "jobs", "concurrency_limit": 5,
-                       "concurrency_key_limit": None, "paused": True, "running": 2,
-                       "queued": 7}
+                       "total_concurrency_limit": 20, "paused": True, "running": 2,
+                       "queued": 7, "active_keys": 2, "namespace_concurrency_limit": 50,
+                       "namespace_running": 9, "warning": None}
     assert rows[1]["running"] is None and rows[1]["paused"] is False
     lines = [line.split() for line in text_of(queues_table(rows)).splitlines() if line]
-    assert lines[0] == ["NAME", "LIMIT", "KEY", "LIMIT", "RUNNING", "QUEUED", "PAUSED"]
-    assert lines[1] == ["emails", "5", "-", "2", "7", "yes"]
-    assert lines[2] == ["new", "-", "-", "-", "-", "no"]
+    assert lines[0] == ["NAME", "LIMIT/KEY", "TOTAL", "RUNNING", "QUEUED", "KEYS", "PAUSED"]
+    assert lines[1] == ["emails", "5", "20", "2", "7", "2", "yes"]
+    assert lines[2] == ["new", "-", "-", "-", "-", "-", "no"]
+    assert " ".join(lines[3]) == ("namespace jobs: at most 50 runs at once over all queues "
+                                  "(9 running)")
+    assert len(lines) == 4
+
+
+def test_a_queue_with_the_retired_key_limit_shows_the_operators_warning() -> None:
+    row = queue_data({"metadata": {"name": "users", "namespace": "jobs"},
+                      "spec": {"concurrencyLimit": 10, "concurrencyKeyLimit": 1},
+                      "status": {"conditions": [{
+                          "type": "Deprecated", "status": "True",
+                          "reason": "ConcurrencyKeyLimit", "message": "migrate it"}]}})
+    assert row["warning"] == "migrate it"
+    text = text_of(queues_table([row]))
+    assert "queue users: migrate it" in text
+    assert "namespace" not in text
 
 
 @pytest.mark.parametrize(("seconds", "expected"), [

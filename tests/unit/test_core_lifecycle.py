@@ -13,6 +13,7 @@ from kubetasks_operator.core.lifecycle import (
     PostEvent,
     ReleaseSlot,
     attempt_job_name,
+    effective_queue,
     iso,
     reconcile,
     start_attempt,
@@ -28,6 +29,7 @@ from kubetasks_operator.core.model import (
     RunView,
     TaskDefaults,
 )
+from kubetasks_operator.observe import queue_config
 
 T0 = 1_800_000_000.0
 TASK = TaskDefaults(task_id="send-email", image="img", entrypoint="app:send")
@@ -129,6 +131,37 @@ def test_a_taskqueue_object_overrides_the_runs_limit() -> None:
     d = reconcile(run(queue_name="q", queue_limit=0), TASK,
                   QueueConfig("q", concurrency_limit=3), T0, RNG)
     assert d.status["phase"] == "Queued"
+
+
+def test_a_total_cap_of_zero_fails_with_a_clear_reason() -> None:
+    d = reconcile(run(queue_name="q"), TASK, QueueConfig("q", 5, total_limit=0), T0, RNG)
+    assert d.status["phase"] == "Failed"
+    message = str(condition(d.status, "Succeeded")["message"])
+    assert "totalConcurrencyLimit 0" in message and "at least 1" in message
+
+
+def test_the_runs_limit_applies_per_key_and_the_taskqueue_adds_its_cap() -> None:
+    # The TaskQueue sets only a cap: the per-key limit still comes from the run.
+    declared = QueueConfig("q", total_limit=10, paused=True)
+    view = run(queue_name="q", queue_limit=1, concurrency_key="user-1")
+    config = effective_queue(view, TASK, declared)
+    assert (config.concurrency_limit, config.total_limit, config.paused) == (1, 10, True)
+
+
+def test_a_stored_concurrency_key_limit_keeps_its_old_meaning() -> None:
+    legacy = queue_config({"metadata": {"name": "users"},
+                           "spec": {"concurrencyLimit": 100, "concurrencyKeyLimit": 1}})
+    assert (legacy.concurrency_limit, legacy.total_limit, legacy.legacy_key_limit) == (
+        1, 100, True)
+    alone = queue_config({"metadata": {"name": "users"}, "spec": {"concurrencyKeyLimit": 2}})
+    assert (alone.concurrency_limit, alone.total_limit) == (2, None)
+    new = queue_config({"metadata": {"name": "users"},
+                        "spec": {"concurrencyLimit": 1, "totalConcurrencyLimit": 100}})
+    assert (new.concurrency_limit, new.total_limit, new.legacy_key_limit) == (1, 100, False)
+    zero = reconcile(run(queue_name="users"), TASK, queue_config(
+        {"metadata": {"name": "users"}, "spec": {"concurrencyLimit": 0,
+                                                 "concurrencyKeyLimit": 1}}), T0, RNG)
+    assert "has concurrencyLimit 0" in str(condition(zero.status, "Succeeded")["message"])
 
 
 def test_start_merges_admission_and_creates_attempt_one() -> None:

@@ -126,7 +126,8 @@ def test_check_reports_a_missing_file(tmp_path: Path) -> None:
             ["Task", "Items", "Created", "Running", "Completed", "Failed", "Status", "Age"],
         ),
         ("Task", "tasks", ["ktask"], ["Image", "Queue", "Entrypoint", "Age"]),
-        ("TaskQueue", "taskqueues", ["ktq"], ["Limit", "Running", "Queued", "Paused", "Age"]),
+        ("TaskQueue", "taskqueues", ["ktq"], ["Limit", "Total", "Running", "Queued", "Keys",
+                                               "NS Limit", "Paused", "Age"]),
     ],
 )
 def test_names_columns_and_status_subresource(

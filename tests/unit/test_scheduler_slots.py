@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from kubetasks_operator.adapters.slots import Grant, SlotId
+from kubetasks_operator.adapters.slots import Grant, SlotId, SlotLimits
 from kubetasks_operator.scheduler import Scheduler
 from kubetasks_operator.settings import OperatorSettings
 from kubetasks_operator.world import World
@@ -91,11 +91,10 @@ async def test_a_refused_create_gives_the_slot_back() -> None:
 class FlakyRedis(FakeSlots):
     """Grants the first slot, then loses the connection (Redis restarting)."""
 
-    async def acquire(self, run_id: str, slot: SlotId, limit: int | None,
-                      key_limit: int | None) -> Grant:
+    async def acquire(self, run_id: str, slot: SlotId, limits: SlotLimits) -> Grant:
         if self.held:
             raise ConnectionError("Connection closed by server.")
-        return await super().acquire(run_id, slot, limit, key_limit)
+        return await super().acquire(run_id, slot, limits)
 
 
 async def test_a_slot_granted_before_redis_fails_mid_plan_still_starts_its_run() -> None:
@@ -144,3 +143,37 @@ async def test_a_finished_run_is_decided_once_not_over_and_over() -> None:
         await scheduler.drain()
     assert scheduler.decisions == 1
     assert not scheduler.dirty
+
+
+class QueueStatusKube(FakeKube):
+    def __init__(self) -> None:
+        super().__init__()
+        self.queue_status: dict[tuple[str, str], dict[str, Any]] = {}
+
+    async def patch_queue_status(self, namespace: str, name: str, status: dict[str, Any]
+                                 ) -> None:
+        self.queue_status[(namespace, name)] = status
+
+
+async def test_queue_status_shows_keys_the_namespace_cap_and_a_retired_field() -> None:
+    world = one_queued_run()
+    world.put_queue({"metadata": {"namespace": "ns", "name": "legacy"},
+                     "spec": {"concurrencyLimit": 10, "concurrencyKeyLimit": 1}})
+    kube = QueueStatusKube()
+    settings = OperatorSettings.from_env(
+        {"KUBETASKS_NAMESPACE_CONCURRENCY_LIMIT": "n*=4"})
+    scheduler = Scheduler(world, kube, FakeSlots(), settings,  # type: ignore[arg-type]
+                          clock=lambda: T0)
+    scheduler.holders = {("ns", "a"): ("ua", SlotId("ns", "one", "user-1")),
+                         ("ns", "b"): ("ub", SlotId("ns", "one", "user-2")),
+                         ("ns", "c"): ("uc", SlotId("ns", "one", "user-2")),
+                         ("ns", "d"): ("ud", SlotId("ns", "legacy", None))}
+    await scheduler._write_queue_status()
+    one = kube.queue_status[("ns", "one")]
+    assert (one["running"], one["activeKeys"]) == (3, 2)
+    assert (one["namespaceConcurrencyLimit"], one["namespaceRunning"]) == (4, 4)
+    assert one["conditions"] is None
+    legacy = kube.queue_status[("ns", "legacy")]
+    (deprecated,) = legacy["conditions"]
+    assert deprecated["type"] == "Deprecated" and deprecated["reason"] == "ConcurrencyKeyLimit"
+    assert "{concurrencyLimit: 1, totalConcurrencyLimit: 10}" in deprecated["message"]

@@ -118,7 +118,9 @@ def resolve_queue(run: RunView, task: TaskDefaults | None) -> str:
 def effective_queue(
     run: RunView, task: TaskDefaults | None, declared: QueueConfig | None
 ) -> QueueConfig:
-    """The limits that apply: a TaskQueue object wins, then the run's own, then the Task's."""
+    """The limits that apply. The per-key limit (``concurrencyLimit``): a TaskQueue object
+    wins, then the run's own, then the Task's. The queue's total cap and the paused flag come
+    only from a TaskQueue."""
     name = resolve_queue(run, task)
     if declared is not None and declared.concurrency_limit is not None:
         return declared
@@ -128,9 +130,26 @@ def effective_queue(
     return QueueConfig(
         name=name,
         concurrency_limit=limit,
-        concurrency_key_limit=declared.concurrency_key_limit if declared else None,
+        total_limit=declared.total_limit if declared else None,
         paused=declared.paused if declared else False,
+        legacy_key_limit=declared.legacy_key_limit if declared else False,
     )
+
+
+def _limit_zero(config: QueueConfig) -> str | None:
+    """Why no run of this queue can ever start (a limit of 0), or None."""
+    if config.concurrency_limit == 0:
+        field = "concurrencyKeyLimit" if config.legacy_key_limit else "concurrencyLimit"
+        return (f"queue {config.name!r} has {field} 0, so no run can ever start; set a limit "
+                "of at least 1 (or pause the queue with spec.paused instead)")
+    if config.total_limit == 0:
+        if config.legacy_key_limit:
+            return (f"queue {config.name!r} has concurrencyLimit 0, so no run can ever start; "
+                    "set a limit of at least 1 (or pause the queue with spec.paused instead)")
+        return (f"queue {config.name!r} has totalConcurrencyLimit 0, so no run can ever "
+                "start; set it to at least 1, or leave it out for no cap over the queue's "
+                "keys (pause the queue with spec.paused instead)")
+    return None
 
 
 def retry_policy(run: RunView, task: TaskDefaults | None) -> RetryPolicy:
@@ -284,23 +303,11 @@ def reconcile(
         return b.decision
 
     config = effective_queue(run, task, queue)
-    if config.concurrency_limit == 0 and run.attempt == 0:
-        b.phase(Phase.FAILED, Reason.INVALID_QUEUE,
-                f"queue {config.name!r} has concurrencyLimit 0, so no run can ever start; "
-                "set a limit of at least 1 (or pause the queue with spec.paused instead)")
+    blocked = _limit_zero(config)
+    if blocked is not None and run.attempt == 0:
+        b.phase(Phase.FAILED, Reason.INVALID_QUEUE, blocked)
         b.set(finishedTime=iso(now), queue=config.name)
-        b.event("Warning", Reason.INVALID_QUEUE, f"queue {config.name!r} has limit 0")
-        return b.decision
-
-    if (config.concurrency_key_limit == 0 and run.concurrency_key is not None
-            and run.attempt == 0):
-        b.phase(Phase.FAILED, Reason.INVALID_QUEUE,
-                f"queue {config.name!r} has concurrencyKeyLimit 0, so no run with a "
-                "concurrency key can ever start; set a limit of at least 1, or leave it out to "
-                "use the queue's concurrencyLimit")
-        b.set(finishedTime=iso(now), queue=config.name)
-        b.event("Warning", Reason.INVALID_QUEUE,
-                f"queue {config.name!r} has concurrencyKeyLimit 0")
+        b.event("Warning", Reason.INVALID_QUEUE, blocked)
         return b.decision
 
     _refuse_late_reschedule(b)

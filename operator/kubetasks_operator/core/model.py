@@ -95,12 +95,16 @@ class TaskDefaults:
 
 @dataclass(frozen=True, slots=True)
 class QueueConfig:
-    """A ``TaskQueue``: its limit for the queue as a whole and for each concurrency key."""
+    """A queue's limits. ``concurrency_limit`` applies to each concurrency key on its own (the
+    runs without a key share one more lane of that size), as Trigger.dev's concurrencyKey
+    makes one queue per key value; ``total_limit`` caps all runs of the queue together."""
 
     name: str
-    concurrency_limit: int | None = None  # None: no limit
-    concurrency_key_limit: int | None = None  # None: the queue's limit
+    concurrency_limit: int | None = None  # per key (and for the keyless runs); None: none
+    total_limit: int | None = None  # every key of the queue together; None: no cap
     paused: bool = False
+    # The TaskQueue still sets the retired concurrencyKeyLimit (read with its old meaning).
+    legacy_key_limit: bool = False
 
 
 @dataclass(frozen=True, slots=True)

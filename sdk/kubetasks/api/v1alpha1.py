@@ -307,8 +307,9 @@ class QueueSpec(KubeModel):
     name: QueueName
     """Name of the queue (the TaskQueue of that name); a DNS label, so it is label-safe."""
     concurrency_limit: ConcurrencyLimit | None = None
-    """Runs of this queue that may execute at once. 0 is accepted by the API but runs nothing;
-    the operator reports it on the queue. Pause the queue instead."""
+    """Runs of this queue that may execute at once; with a concurrencyKey, runs of each key
+    value (one queue per key, as in Trigger.dev). 0 is accepted by the API but runs nothing;
+    the operator reports it on the run. Pause the queue instead."""
 
 
 class ParentRef(KubeModel):
@@ -883,16 +884,41 @@ class Task(KubeModel):
 # TaskQueue
 
 
+KEY_LIMIT_RETIRED = (
+    "spec.concurrencyKeyLimit is retired: concurrencyLimit now applies to each concurrency key "
+    "on its own, and totalConcurrencyLimit caps the whole queue. Write {concurrencyLimit: K, "
+    "totalConcurrencyLimit: N} for what was {concurrencyLimit: N, concurrencyKeyLimit: K}"
+)
+
+
 class TaskQueueSpec(KubeModel):
-    """A named queue shared by tasks."""
+    """A named queue shared by tasks.
+
+    | field | applies to |
+    |---|---|
+    | concurrencyLimit | each concurrency key on its own; the runs without a key together |
+    | totalConcurrencyLimit | all runs of the queue together, every key included |
+    | (operator) KUBETASKS_NAMESPACE_CONCURRENCY_LIMIT | all queues of the namespace |
+    """
 
     concurrency_limit: ConcurrencyLimit | None = None
-    """Runs of this queue that may execute at once; unset means no limit. 0 is accepted by the
-    API but runs nothing; the operator reports it. Use paused instead."""
-    concurrency_key_limit: ConcurrencyLimit | None = None
-    """Runs of one concurrency key that may execute at once, inside the queue's own limit;
-    unset means the queue's concurrencyLimit. E.g. limit 100 with key limit 1: at most one run
-    per user, at most 100 in all."""
+    """Runs that may execute at once in each lane of this queue: each concurrency key value
+    on its own (Trigger.dev: one queue per key), and the runs without a key together. Unset
+    means the run's or the Task's limit, else none. 0 is accepted by the API but runs
+    nothing; the operator fails such runs with InvalidQueue. Use paused instead."""
+    total_concurrency_limit: ConcurrencyLimit | None = None
+    """A cap over the whole queue: runs of all its keys (and without a key) that may execute
+    at once together; unset means no cap. Keys still take turns while it binds. E.g.
+    concurrencyLimit 1 with totalConcurrencyLimit 100: one run per user, 100 in all."""
+    concurrency_key_limit: Annotated[
+        ConcurrencyLimit | None,
+        Field(json_schema_extra=validations(cel("false", KEY_LIMIT_RETIRED,
+                                                reason="FieldValueForbidden"))),
+    ] = None
+    """Retired; refused in new writes. A TaskQueue stored with it keeps its old meaning
+    (concurrencyLimit capped the queue, this capped each key, and the runs without a key now
+    share it too) and says so in a Deprecated condition. Migrate {concurrencyLimit: N,
+    concurrencyKeyLimit: K} to {concurrencyLimit: K, totalConcurrencyLimit: N}."""
     paused: bool = False
     """While true, no new run of this queue starts; running ones continue."""
 
@@ -904,23 +930,38 @@ class TaskQueueStatus(KubeModel):
     """Runs holding a slot of the queue."""
     queued: Count | None = None
     """Runs waiting for a slot."""
+    active_keys: Count | None = None
+    """Distinct concurrency keys with a run holding a slot."""
+    namespace_concurrency_limit: Count | None = None
+    """The operator's cap over every queue of this namespace, when it sets one."""
+    namespace_running: Count | None = None
+    """Runs holding a slot in this namespace, all queues together (with the cap only)."""
     conditions: Conditions = None
-    """Conditions of the queue, keyed by type."""
+    """Conditions of the queue, keyed by type (Deprecated while it sets
+    concurrencyKeyLimit)."""
     observed_generation: Count | None = None
     """The metadata.generation the operator acted on last."""
 
 
 class TaskQueue(KubeModel):
-    """A queue with a concurrency limit; its name is the queue name."""
+    """A queue with concurrency limits (per key, and a cap over the whole queue); its name is
+    the queue name."""
 
     resource: ClassVar[Resource] = Resource(
         plural="taskqueues",
         singular="taskqueue",
         short_names=("ktq",),
         printer_columns=(
-            PrinterColumn("Limit", "integer", ".spec.concurrencyLimit", "Concurrency limit."),
+            PrinterColumn("Limit", "integer", ".spec.concurrencyLimit",
+                          "Concurrency limit of each key (and of the runs without one)."),
+            PrinterColumn("Total", "integer", ".spec.totalConcurrencyLimit",
+                          "Cap over all keys of the queue."),
             PrinterColumn("Running", "integer", ".status.running", "Runs holding a slot."),
             PrinterColumn("Queued", "integer", ".status.queued", "Runs waiting for a slot."),
+            PrinterColumn("Keys", "integer", ".status.activeKeys",
+                          "Concurrency keys with a run holding a slot."),
+            PrinterColumn("NS Limit", "integer", ".status.namespaceConcurrencyLimit",
+                          "The operator's cap over every queue of the namespace.", 1),
             PrinterColumn("Paused", "boolean", ".spec.paused", "New runs do not start."),
             AGE,
         ),

@@ -1,0 +1,154 @@
+"""Concurrency keys as the spec defines them, and the explicit caps, judged from what really
+ran (the node agent's process records), never from the operator's counters.
+
+- a queue's limit applies to each concurrency key on its own (the spec's example: every free
+  user gets a queue with a limit of 1);
+- a TaskQueue's ``totalConcurrencyLimit`` caps all keys of the queue together;
+- the operator's namespace cap bounds every queue of a namespace together;
+- under a cap, keys still take turns: a key that arrives late with one run is served at the
+  next free slot, not after a busy key's backlog.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from kubetasks import queue, tasks
+from kubetasks.client import Client
+from kubetasks.devcluster.nodeagent import NodeAgentProcess
+from tests.cluster.helpers import (
+    custom,
+    executions,
+    make_queue,
+    make_run,
+    make_task,
+    max_overlap,
+    wait_all_terminal,
+    wait_for,
+)
+from tests.workload import iso
+
+pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("operator")]
+
+RUN = "kubetasks.dev/run"
+
+
+def intervals(done: list[dict[str, Any]]) -> list[tuple[float, float | None]]:
+    return [(e["time"], e["end"]) for e in done]
+
+
+def by_run_prefix(done: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Executions grouped by their run name's first part (``alice-0`` -> ``alice``)."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in done:
+        groups[e["labels"][RUN].split("-")[0]].append(e)
+    return groups
+
+
+def test_the_specs_example_one_run_per_user_and_users_side_by_side(
+    sdk: Client, namespace: str, node_agent: NodeAgentProcess
+) -> None:
+    # The spec's concurrencyKey example, as a user writes it: queue "free-users" with a
+    # limit of 1, the user id as the key; three users with two runs of 2 s each.
+    free_users = queue("free-users", concurrency_limit=1)
+    handles = {
+        user: [tasks.trigger("behave", {"sleep": 2.0}, queue=free_users,
+                             concurrency_key=user) for _ in range(2)]
+        for user in ("alice", "bob", "carol")
+    }
+    for user_handles in handles.values():
+        for handle in user_handles:
+            assert handle.poll(timeout=90).status == "Completed"
+    done = executions(node_agent, namespace)
+    assert len(done) == 6
+    # Three at once (one per user), never two of one user.
+    assert max_overlap(intervals(done)) == 3
+    by_user = defaultdict(list)
+    for user, user_handles in handles.items():
+        ids = {h.name for h in user_handles}
+        by_user[user] = [e for e in done if e["labels"][RUN] in ids]
+    for user, mine in by_user.items():
+        assert len(mine) == 2, user
+        assert max_overlap(intervals(mine)) == 1, f"{user} ran two runs at once"
+
+
+def test_the_total_cap_bounds_all_keys_of_a_queue(
+    kube_api: client.ApiClient, namespace: str, node_agent: NodeAgentProcess
+) -> None:
+    make_task(kube_api, namespace, "echo", queue={"name": "users"})
+    make_queue(kube_api, namespace, "users", concurrencyLimit=2, totalConcurrencyLimit=3)
+    for user in ("a", "b", "c", "d"):
+        for i in range(3):
+            make_run(kube_api, namespace, f"{user}-{i}", "echo", {"sleep": 1.0},
+                     concurrencyKey=f"user-{user}")
+    runs = wait_all_terminal(kube_api, namespace, timeout=120)
+    assert {r["status"]["phase"] for r in runs} == {"Completed"}
+    done = executions(node_agent, namespace)
+    assert len(done) == 12
+    assert max_overlap(intervals(done)) == 3  # the cap, reached and never passed
+    for user, mine in by_run_prefix(done).items():
+        assert max_overlap(intervals(mine)) <= 2, f"key user-{user} passed its limit"
+
+
+def test_the_namespace_cap_bounds_every_queue_of_the_namespace(
+    kube_api: client.ApiClient, capped_namespace: Callable[[int], str],
+    node_agent: NodeAgentProcess,
+) -> None:
+    namespace = capped_namespace(3)
+    make_task(kube_api, namespace, "echo")
+    # All due at one moment, so that both queues wait when the cap first binds.
+    due = iso(time.time() + 5)
+    for name in ("left", "right"):
+        make_queue(kube_api, namespace, name, concurrencyLimit=5)
+        for i in range(4):
+            make_run(kube_api, namespace, f"{name}-{i}", "echo", {"sleep": 1.0},
+                     queue={"name": name}, delayUntil=due)
+    runs = wait_all_terminal(kube_api, namespace, timeout=120)
+    assert {r["status"]["phase"] for r in runs} == {"Completed"}
+    done = executions(node_agent, namespace)
+    assert len(done) == 8
+    assert max_overlap(intervals(done)) == 3
+    groups = by_run_prefix(done)
+    # Queues take turns under the cap: both were served at once, not one after the other.
+    first_three = sorted(done, key=lambda e: e["time"])[:3]
+    assert {e["labels"][RUN].split("-")[0] for e in first_three} == {"left", "right"}
+    assert len(groups["left"]) == len(groups["right"]) == 4
+    # The operator shows the cap and the namespace's use on every TaskQueue.
+    status = custom(kube_api).get_namespaced_custom_object(
+        "kubetasks.dev", "v1alpha1", namespace, "taskqueues", "left").get("status") or {}
+    assert status.get("namespaceConcurrencyLimit") == 3
+
+
+def test_under_a_cap_a_late_key_with_one_run_starts_at_the_next_free_slot(
+    kube_api: client.ApiClient, namespace: str, node_agent: NodeAgentProcess
+) -> None:
+    make_task(kube_api, namespace, "echo", queue={"name": "shared"})
+    make_queue(kube_api, namespace, "shared", concurrencyLimit=10, totalConcurrencyLimit=2)
+    for i in range(12):
+        make_run(kube_api, namespace, f"busy-{i:02d}", "echo", {"sleep": 1.5},
+                 concurrencyKey="busy")
+    # Once the busy key fills the cap and has a backlog, a new key arrives with one run.
+    deadline = time.monotonic() + 60
+    while len([e for e in executions(node_agent, namespace) if e["end"] is None]) < 2:
+        assert time.monotonic() < deadline, "the busy key never filled the cap"
+        time.sleep(0.1)
+    make_run(kube_api, namespace, "late-0", "echo", {"sleep": 0.1}, concurrencyKey="late")
+    wait_for(kube_api, namespace, "late-0", ["Queued", "Executing", "Completed"])
+    known = time.time()  # the operator holds the late run from here on
+    wait_all_terminal(kube_api, namespace, timeout=120)
+    done = executions(node_agent, namespace)
+    late = next(e for e in done if e["labels"][RUN] == "late-0")
+    busy_starts = sorted(e["time"] for e in done if e["labels"][RUN].startswith("busy"))
+    # Between the moment the operator knew the late run and its start, no busy run took a
+    # freed slot: the late key was served at the first turnover.
+    jumped = [t for t in busy_starts if known < t < late["time"]]
+    assert not jumped, f"{len(jumped)} busy runs started before the late key's one run"
+    assert sum(1 for t in busy_starts if t > late["time"]) >= 5, "the test proved nothing: " \
+        "the busy key's backlog was gone before the late run arrived"
+    assert max_overlap(intervals(done)) == 2
