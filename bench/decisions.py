@@ -270,11 +270,12 @@ def holders_of(world: World) -> Holders:
 def usage_of(holders: Holders) -> Usage:
     per_queue: Counter[tuple[str, str]] = Counter()
     per_key: Counter[KeyId] = Counter()
-    per_namespace: Counter[str] = Counter()
     for namespace, queue, key in holders.values():
         per_queue[(namespace, queue)] += 1
         per_key[((namespace, queue), key)] += 1
-        per_namespace[namespace] += 1
+    per_namespace: Counter[str] = Counter()
+    for (namespace, _), count in per_queue.items():
+        per_namespace[namespace] += count
     return Usage(per_queue, per_key, per_namespace)
 
 

@@ -155,12 +155,13 @@ class Scheduler:
     def _usage(self) -> Usage:
         per_queue: Counter[tuple[str, str]] = Counter()
         per_key: Counter[KeyId] = Counter()
-        per_namespace: Counter[str] = Counter()
         for _, slot in [*self.holders.values(), *(("", s) for s in self.orphans.values())]:
             qid = (slot.namespace, slot.queue)
             per_queue[qid] += 1
             per_key[(qid, slot.concurrency_key)] += 1
-            per_namespace[slot.namespace] += 1
+        per_namespace: Counter[str] = Counter()
+        for (namespace, _), count in per_queue.items():  # a few queues, not every holder
+            per_namespace[namespace] += count
         return Usage(per_queue, per_key, per_namespace)
 
     def _namespace_limit(self, namespace: str) -> int | None:
