@@ -3,6 +3,7 @@ really ran from the node agent's records."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -25,6 +26,11 @@ def create(api: client.ApiClient, namespace: str, plural: str, body: dict[str, A
     result: dict[str, Any] = custom(api).create_namespaced_custom_object(
         GROUP, VERSION, namespace, plural, body)
     return result
+
+
+def ts(value: str) -> float:
+    """An RFC 3339 time of the API (``...Z``) as epoch seconds."""
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 # The function in tests/cluster/tasks.py that does what a run's payload says.

@@ -29,6 +29,7 @@ from tests.cluster.helpers import (
     make_run,
     make_task,
     max_overlap,
+    ts,
     wait_all_terminal,
     wait_for,
 )
@@ -141,14 +142,16 @@ def test_under_a_cap_a_late_key_with_one_run_starts_at_the_next_free_slot(
     make_run(kube_api, namespace, "late-0", "echo", {"sleep": 0.1}, concurrencyKey="late")
     wait_for(kube_api, namespace, "late-0", ["Queued", "Executing", "Completed"])
     known = time.time()  # the operator holds the late run from here on
-    wait_all_terminal(kube_api, namespace, timeout=120)
-    done = executions(node_agent, namespace)
-    late = next(e for e in done if e["labels"][RUN] == "late-0")
-    busy_starts = sorted(e["time"] for e in done if e["labels"][RUN].startswith("busy"))
-    # Between the moment the operator knew the late run and its start, no busy run took a
+    runs = {r["metadata"]["name"]: r for r in wait_all_terminal(kube_api, namespace,
+                                                                 timeout=120)}
+    # When each run was given its slot: the operator's start of its attempt (the process
+    # starts a pod's path later, so grants are compared, not process starts).
+    granted = {name: ts(run["status"]["startedTime"]) for name, run in runs.items()}
+    late = granted.pop("late-0")
+    # Between the moment the operator knew the late run and its grant, no busy run took a
     # freed slot: the late key was served at the first turnover.
-    jumped = [t for t in busy_starts if known < t < late["time"]]
-    assert not jumped, f"{len(jumped)} busy runs started before the late key's one run"
-    assert sum(1 for t in busy_starts if t > late["time"]) >= 5, "the test proved nothing: " \
-        "the busy key's backlog was gone before the late run arrived"
-    assert max_overlap(intervals(done)) == 2
+    jumped = sorted(name for name, at in granted.items() if known < at < late)
+    assert not jumped, f"busy runs granted before the late key's one run: {jumped}"
+    assert sum(1 for at in granted.values() if at > late) >= 5, (
+        "the test proved nothing: the busy key's backlog was gone before the late run came")
+    assert max_overlap(intervals(executions(node_agent, namespace))) == 2
