@@ -15,6 +15,9 @@ a scrape reads the World from the thread that changes it.
 | kubetasks_runs | gauge | namespace, phase | TaskRuns the operator knows, per phase |
 | kubetasks_queue_queued_runs | gauge | namespace, queue | runs waiting for a slot |
 | kubetasks_queue_running_runs | gauge | namespace, queue | runs holding a slot |
+| kubetasks_queue_active_keys | gauge | namespace, queue | concurrency keys holding a slot |
+| kubetasks_namespace_running_runs | gauge | namespace | runs holding a slot, all queues |
+| kubetasks_namespace_concurrency_limit | gauge | namespace | the namespace cap, where set |
 | kubetasks_admissions_total | counter | namespace, queue | slots granted (start, retry, resume) |
 | kubetasks_attempts_total | counter | namespace, queue, outcome | attempts that ended |
 | kubetasks_trigger_to_start_seconds | histogram | namespace, queue | creation -> 1st start |
@@ -63,6 +66,8 @@ class SlotState(Protocol):
     @property
     def holders(self) -> Mapping[Key, tuple[str, SlotId]]: ...
 
+    def namespace_limit(self, namespace: str) -> int | None: ...
+
 
 class StateCollector(Collector):
     """Runs per phase and runs queued/running per queue, counted when scraped."""
@@ -80,6 +85,15 @@ class StateCollector(Collector):
         running = GaugeMetricFamily("kubetasks_queue_running_runs",
                                     "Runs holding a slot of their queue.",
                                     labels=["namespace", "queue"])
+        active_keys = GaugeMetricFamily("kubetasks_queue_active_keys",
+                                        "Concurrency keys with a run holding a slot.",
+                                        labels=["namespace", "queue"])
+        ns_running = GaugeMetricFamily("kubetasks_namespace_running_runs",
+                                       "Runs holding a slot in the namespace, all queues.",
+                                       labels=["namespace"])
+        ns_limit = GaugeMetricFamily("kubetasks_namespace_concurrency_limit",
+                                     "The operator's cap over every queue of the namespace.",
+                                     labels=["namespace"])
         if self.world is not None:
             per_phase: Tally[tuple[str, str]] = Tally()
             namespaces: set[str] = set()
@@ -99,14 +113,30 @@ class StateCollector(Collector):
             for (namespace, _), decision in self.slots.waiting.items():
                 if decision.wants_slot is not None:
                     waiting[(namespace, decision.wants_slot.queue)] += 1
-            holding: Tally[tuple[str, str]] = Tally(
-                (slot.namespace, slot.queue) for _, slot in self.slots.holders.values())
+            holding: Tally[tuple[str, str]] = Tally()
+            keys: dict[tuple[str, str], set[str]] = {}
+            for _, slot in self.slots.holders.values():
+                holding[(slot.namespace, slot.queue)] += 1
+                if slot.concurrency_key is not None:
+                    keys.setdefault((slot.namespace, slot.queue), set()).add(
+                        slot.concurrency_key)
+            in_namespace: Tally[str] = Tally()
             for qid in sorted(waiting.keys() | holding.keys()):
                 queued.add_metric(list(qid), waiting[qid])
                 running.add_metric(list(qid), holding[qid])
+                active_keys.add_metric(list(qid), len(keys.get(qid, ())))
+                in_namespace[qid[0]] += holding[qid]
+            for namespace in sorted(in_namespace):
+                ns_running.add_metric([namespace], in_namespace[namespace])
+                cap = self.slots.namespace_limit(namespace)
+                if cap is not None:
+                    ns_limit.add_metric([namespace], cap)
         yield runs
         yield queued
         yield running
+        yield active_keys
+        yield ns_running
+        yield ns_limit
 
 
 def ended_outcomes(view: RunView, status: Mapping[str, Any]) -> list[str]:

@@ -164,7 +164,8 @@ class Scheduler:
             per_namespace[namespace] += count
         return Usage(per_queue, per_key, per_namespace)
 
-    def _namespace_limit(self, namespace: str) -> int | None:
+    def namespace_limit(self, namespace: str) -> int | None:
+        """The operator's cap over every queue of ``namespace``, if it sets one."""
         return self.settings.namespace_concurrency_limit.limit_for(namespace)
 
     async def _release(self, key: Key) -> None:
@@ -338,7 +339,7 @@ class Scheduler:
             config = configs[candidate.queue_id]
             slot = SlotId(view.namespace, candidate.queue, view.concurrency_key)
             limits = SlotLimits(lane=config.concurrency_limit, queue=config.total_limit,
-                                namespace=self._namespace_limit(view.namespace))
+                                namespace=self.namespace_limit(view.namespace))
             grant = await self.slots.acquire(view.uid, slot, limits)
             if grant is Grant.NEEDS_REBUILD:
                 log.warning("Redis lost the slot sets (restart or flush): rebuilding")
@@ -404,7 +405,7 @@ class Scheduler:
         namespace_limits = {}
         if self.settings.namespace_concurrency_limit:
             for namespace in {c.namespace for c in candidates}:
-                limit = self._namespace_limit(namespace)
+                limit = self.namespace_limit(namespace)
                 if limit is not None:
                     namespace_limits[namespace] = limit
         plan = plan_starts(candidates, self._usage(), configs, self.last_served,
@@ -544,7 +545,7 @@ class Scheduler:
                 queued[(key[0], decision.wants_slot.queue)] += 1
         # A copy: watch handlers add queues while this task awaits its writes.
         for qkey in list(self.world.queues):
-            cap = self._namespace_limit(qkey[0])
+            cap = self.namespace_limit(qkey[0])
             status: dict[str, Any] = {
                 "running": running[qkey], "queued": queued[qkey],
                 "activeKeys": len(keys.get(qkey, ())),

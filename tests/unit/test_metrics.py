@@ -60,6 +60,9 @@ class Slots:
         self.waiting = waiting
         self.holders = holders
 
+    def namespace_limit(self, namespace: str) -> int | None:
+        return {"a": 10}.get(namespace)
+
 
 # --- the collector ---------------------------------------------------------------------------
 
@@ -103,6 +106,12 @@ def test_queued_and_running_per_queue_come_from_the_scheduler_bookkeeping() -> N
     assert value(metrics, "kubetasks_queue_queued_runs", namespace="a", queue="busy") == 0
     assert value(metrics, "kubetasks_queue_running_runs", namespace="a", queue="busy") == 1
     assert value(metrics, "kubetasks_queue_queued_runs", namespace="b", queue="other") == 1
+    assert value(metrics, "kubetasks_queue_active_keys", namespace="a", queue="busy") == 1
+    assert value(metrics, "kubetasks_queue_active_keys", namespace="a", queue="q") == 0
+    assert value(metrics, "kubetasks_namespace_running_runs", namespace="a") == 2
+    assert value(metrics, "kubetasks_namespace_running_runs", namespace="b") == 0
+    assert value(metrics, "kubetasks_namespace_concurrency_limit", namespace="a") == 10
+    assert value(metrics, "kubetasks_namespace_concurrency_limit", namespace="b") is None
 
 
 def test_each_metrics_object_has_its_own_registry() -> None:
