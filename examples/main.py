@@ -10,13 +10,28 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from examples.tasks import Greeting, announce, flaky, greet, remind, resize, sum_of_squares
+from examples.tasks import (
+    FREE_USERS,
+    Greeting,
+    announce,
+    flaky,
+    greet,
+    remind,
+    resize,
+    review,
+    sum_of_squares,
+)
 from kubetasks import Run, RunHandle
 
 
 def _line(what: str, run: Run[object], shown: object) -> str:
     attempts = len(run.attempts)
     return f"{what:<34} {run.status:<10} attempts={attempts}  {shown}"
+
+
+def _peak(spans: list[tuple[float, float]]) -> int:
+    """The most (start, end) spans open at one instant."""
+    return max((sum(1 for s, e in spans if s <= t < e) for t, _ in spans), default=0)
 
 
 def main() -> int:
@@ -30,6 +45,9 @@ def main() -> int:
     }
     images = resize.batch_trigger([{"payload": {"width": w}} for w in (800, 640, 1024, 320,
                                                                        1920, 480)])
+    reviews = [review.trigger({"user": user, "pr": str(n)}, queue=FREE_USERS,
+                              concurrency_key=user)
+               for user in ("ann", "bob", "cy") for n in (1, 2)]
     ok = True
     print("results:")
     for what, handle in handles.items():
@@ -42,10 +60,22 @@ def main() -> int:
         print(_line(what, run, shown))
     batch = images.poll(timeout=180)
     runs = images.runs()
-    spans = [(r.output["started"], r.output["ended"]) for r in runs if r.output is not None]
-    peak = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans) if spans else 0
+    peak = _peak([(r.output["started"], r.output["ended"]) for r in runs
+                  if r.output is not None])
     ok = ok and batch.status == "Completed" and peak <= 2
     print(f"{'resize x6 (queue limit 2)':<34} {batch.status:<10} completed="
           f"{batch.counts['completed']}/{batch.total}  at most {peak} ran at once")
+    done = [handle.poll(timeout=180) for handle in reviews]
+    by_user: dict[str, list[tuple[float, float]]] = {}
+    for r in done:
+        if r.output is not None:
+            by_user.setdefault(r.output.user, []).append((r.output.started, r.output.ended))
+    peak = _peak([span for spans in by_user.values() for span in spans])
+    per_user = max((_peak(spans) for spans in by_user.values()), default=0)
+    completed = sum(r.is_completed for r in done)
+    ok = ok and completed == len(done) and peak <= 3 and per_user == 1
+    print(f"{'review x6 (limit 1 per user)':<34} "
+          f"{'Completed' if completed == len(done) else 'Failed':<10} "
+          f"completed={completed}/{len(done)}  at most {peak} ran at once, {per_user} per user")
     print("all runs ended as expected" if ok else "SOME RUNS DID NOT END AS EXPECTED")
     return 0 if ok else 1

@@ -1,5 +1,6 @@
-"""The example's tasks: a plain one, a delayed one, a queue with a limit, a flaky one that
-succeeds on its retry, a parent waiting on a child, and a parent fanning out a batch."""
+"""The example's tasks: a plain one, a delayed one, a queue with a limit, one limited per
+user by a concurrency key, a flaky one that succeeds on its retry, a parent waiting on a
+child, and a parent fanning out a batch."""
 
 from __future__ import annotations
 
@@ -32,6 +33,25 @@ def resize(payload: dict[str, int], ctx: Context) -> dict[str, float]:
     started = time.time()
     time.sleep(1.0)
     return {"width": payload["width"] // 2, "started": started, "ended": time.time()}
+
+
+# The spec's concurrencyKey example: every free user gets a queue of its own with a limit of
+# 1 (trigger with queue=FREE_USERS, concurrency_key=user_id); users run side by side.
+FREE_USERS = queue("free-users", concurrency_limit=1)
+
+
+class Reviewed(BaseModel):
+    user: str
+    started: float
+    ended: float
+
+
+@task(id="review")
+def review(payload: dict[str, str], ctx: Context) -> Reviewed:
+    """Reviews one pull request of one user; reports when it ran."""
+    started = time.time()
+    time.sleep(1.0)
+    return Reviewed(user=payload["user"], started=started, ended=time.time())
 
 
 class Flaky(Exception):

@@ -32,6 +32,9 @@ def test_the_example_runs_end_to_end_and_prints_its_results(tmp_path: Path) -> N
     assert "HELLO FROM THE PARENT" in lines["announce"]
     assert lines["sum-of-squares"].rstrip().endswith(" 55")
     assert "completed=6/6" in lines["resize"] and "at most 2 ran at once" in lines["resize"]
+    # The spec's concurrencyKey example: limit 1 per user, three users side by side.
+    assert "completed=6/6" in lines["review"] and "at most 3 ran at once, 1 per user" in (
+        lines["review"])
     assert "all runs ended as expected" in done.stdout
-    assert "deployed 8 task(s) from examples.tasks" in done.stderr
+    assert "deployed 9 task(s) from examples.tasks" in done.stderr
     assert "stopping..." in done.stderr
