@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from kubernetes import client
@@ -31,6 +31,17 @@ def create(api: client.ApiClient, namespace: str, plural: str, body: dict[str, A
 def ts(value: str) -> float:
     """An RFC 3339 time of the API (``...Z``) as epoch seconds."""
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:
+    """Call ``condition`` every 0.2 s until it returns something true, and return that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
 
 
 # The function in tests/cluster/tasks.py that does what a run's payload says.

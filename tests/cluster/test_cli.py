@@ -24,7 +24,7 @@ from kubetasks.cli import main
 from kubetasks.client import Client
 from kubetasks.devcluster import ControlPlane
 from tests.cluster.conftest import REPO
-from tests.cluster.helpers import make_queue
+from tests.cluster.helpers import make_queue, wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("operator")]
 
@@ -51,16 +51,6 @@ def ok(result: Result) -> Result:
 
 def as_json(result: Result) -> Any:
     return json.loads(ok(result).stdout)
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def test_trigger_prints_the_run_id_and_with_wait_the_output(

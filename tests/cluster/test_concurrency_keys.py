@@ -6,14 +6,16 @@ ran (the node agent's process records), never from the operator's counters.
 - a TaskQueue's ``totalConcurrencyLimit`` caps all keys of the queue together;
 - the operator's namespace cap bounds every queue of a namespace together;
 - under a cap, keys still take turns: a key that arrives late with one run is served at the
-  next free slot, not after a busy key's backlog.
+  next free slot, not after a busy key's backlog;
+- a TaskQueue stored with the retired ``concurrencyKeyLimit`` keeps its old meaning.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -23,6 +25,7 @@ from kubetasks import queue, tasks
 from kubetasks.client import Client
 from kubetasks.devcluster.nodeagent import NodeAgentProcess
 from tests.cluster.helpers import (
+    create,
     custom,
     executions,
     make_queue,
@@ -32,6 +35,7 @@ from tests.cluster.helpers import (
     ts,
     wait_all_terminal,
     wait_for,
+    wait_until,
 )
 from tests.workload import iso
 
@@ -155,3 +159,70 @@ def test_under_a_cap_a_late_key_with_one_run_starts_at_the_next_free_slot(
     assert sum(1 for at in granted.values() if at > late) >= 5, (
         "the test proved nothing: the busy key's backlog was gone before the late run came")
     assert max_overlap(intervals(executions(node_agent, namespace))) == 2
+
+
+def test_a_taskqueue_stored_with_the_retired_key_limit_keeps_its_old_meaning(
+    kube_api: client.ApiClient, namespace: str, node_agent: NodeAgentProcess
+) -> None:
+    # Such a queue can only exist from before the field was retired: store one by lifting
+    # the CEL rule for a moment, as an older CRD would have accepted it.
+    legacy = {"concurrencyLimit": 2, "concurrencyKeyLimit": 1}
+    with retired_field_allowed(kube_api, namespace):
+        make_queue(kube_api, namespace, "legacy", **legacy)
+    # Ratcheting: with the rule back, the queue can still be changed while the retired field
+    # stays as it is.
+    queues = custom(kube_api)
+    for paused in (True, False):
+        queues.patch_namespaced_custom_object("kubetasks.dev", "v1alpha1", namespace,
+                                              "taskqueues", "legacy", {"spec": {"paused": paused}})
+    make_task(kube_api, namespace, "echo", queue={"name": "legacy"})
+    for user in ("a", "b", "c"):
+        for i in range(2):
+            make_run(kube_api, namespace, f"{user}-{i}", "echo", {"sleep": 1.0},
+                     concurrencyKey=f"user-{user}")
+    runs = wait_all_terminal(kube_api, namespace, timeout=120)
+    assert {r["status"]["phase"] for r in runs} == {"Completed"}
+    done = executions(node_agent, namespace)
+    # The old meaning, never looser: 2 over the queue, 1 per key.
+    assert max_overlap(intervals(done)) == 2
+    for user, mine in by_run_prefix(done).items():
+        assert max_overlap(intervals(mine)) == 1, f"key user-{user} ran two at once"
+    status = queues.get_namespaced_custom_object(
+        "kubetasks.dev", "v1alpha1", namespace, "taskqueues", "legacy").get("status") or {}
+    (deprecated,) = [c for c in status.get("conditions") or [] if c["type"] == "Deprecated"]
+    assert deprecated["reason"] == "ConcurrencyKeyLimit"
+    assert "{concurrencyLimit: 1, totalConcurrencyLimit: 2}" in deprecated["message"]
+
+
+@contextlib.contextmanager
+def retired_field_allowed(kube_api: client.ApiClient, namespace: str) -> Iterator[None]:
+    """The TaskQueue CRD without the rule that refuses concurrencyKeyLimit, then as before."""
+    crds = client.ApiextensionsV1Api(kube_api)
+    name = "taskqueues.kubetasks.dev"
+    original = crds.read_custom_resource_definition(name)
+    lifted = crds.read_custom_resource_definition(name)
+    spec_schema = lifted.spec.versions[0].schema.open_apiv3_schema.properties["spec"]
+    spec_schema.properties["concurrencyKeyLimit"].x_kubernetes_validations = None
+    crds.replace_custom_resource_definition(name, lifted)
+    probe = {"kind": "TaskQueue", "metadata": {"name": "probe"},
+             "spec": {"concurrencyKeyLimit": 1}}
+
+    def accepted() -> bool:
+        try:
+            create(kube_api, namespace, "taskqueues", probe)
+        except client.ApiException as exc:
+            assert exc.status == 422, exc.body
+            return False
+        custom(kube_api).delete_namespaced_custom_object(
+            "kubetasks.dev", "v1alpha1", namespace, "taskqueues", "probe")
+        return True
+
+    try:
+        wait_until(accepted, 30, "the API server to serve the CRD without the rule")
+        yield
+    finally:
+        current = crds.read_custom_resource_definition(name)
+        original.metadata.resource_version = current.metadata.resource_version
+        crds.replace_custom_resource_definition(name, original)
+        wait_until(lambda: not accepted(), 30, "the rule to be back")
+
