@@ -28,7 +28,7 @@ from kubernetes import client, config, watch
 import kubetasks
 from kubetasks.devcluster import ControllerSettings
 from kubetasks.devcluster.local import LocalCluster, OperatorProcess
-from kubetasks.storage import StorageSettings
+from kubetasks.protocol.storage import StorageSettings
 
 GROUP, VERSION = "kubetasks.dev", "v1alpha1"
 WORKER = [sys.executable, "-c", "pass"]

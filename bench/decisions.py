@@ -38,7 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kubetasks.protocol import LABEL_ATTEMPT, LABEL_RUN_UID
+from kubetasks.protocol.pod import LABEL_ATTEMPT, LABEL_RUN_UID
 from kubetasks_operator.core.lifecycle import (
     Decision,
     effective_queue,

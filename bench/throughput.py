@@ -71,8 +71,8 @@ from kubernetes import client, config, watch
 import kubetasks
 from kubetasks.devcluster import ControllerSettings
 from kubetasks.devcluster.local import LocalCluster, OperatorProcess
-from kubetasks.protocol import LABEL_RUN
-from kubetasks.storage import StorageSettings
+from kubetasks.protocol.pod import LABEL_RUN
+from kubetasks.protocol.storage import StorageSettings
 from kubetasks_operator.jobs import attempt_job
 from kubetasks_operator.settings import OperatorSettings
 

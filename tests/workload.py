@@ -34,8 +34,8 @@ from typing import Any
 from kubernetes import client
 
 from kubetasks.devcluster.nodeagent import NodeAgentProcess
-from kubetasks.payloads import encode_payload
-from kubetasks.storage import ObjectStore, payload_key
+from kubetasks.protocol.payloads import encode_payload
+from kubetasks.protocol.storage import ObjectStore, payload_key
 from tests.cluster.helpers import (
     TERMINAL,
     create,

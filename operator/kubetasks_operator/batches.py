@@ -18,15 +18,15 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-from kubetasks.idempotency_keys import (
+from kubetasks.protocol.idempotency import (
     LABEL_GENERATION,
     LABEL_KEY,
     generation_of,
     key_released,
     run_name,
 )
-from kubetasks.payloads import decode_json
-from kubetasks.storage import ObjectStore, StorageSettings
+from kubetasks.protocol.payloads import decode_json
+from kubetasks.protocol.storage import ObjectStore, StorageSettings
 from kubetasks_operator.adapters.kube import KubeAdapter
 from kubetasks_operator.children import child_run, is_item_run, item_key, parse_items
 from kubetasks_operator.core.batches import (

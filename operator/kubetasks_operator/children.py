@@ -8,8 +8,8 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from kubetasks.api.v1alpha1 import API_VERSION, BatchItem
-from kubetasks.idempotency_keys import IdempotencyKey, Scope
-from kubetasks.protocol import LABEL_BATCH, LABEL_BATCH_INDEX, LABEL_TASK, label_value
+from kubetasks.protocol.idempotency import IdempotencyKey, Scope
+from kubetasks.protocol.pod import LABEL_BATCH, LABEL_BATCH_INDEX, LABEL_TASK, label_value
 
 Json = dict[str, Any]
 MAX_ITEMS = 1000

@@ -23,8 +23,8 @@ from kubernetes import client, config
 from redis.asyncio import Redis
 
 from kubetasks.api.v1alpha1 import GROUP, VERSION
-from kubetasks.logformat import use_json_logs
-from kubetasks.protocol import LABEL_RUN_UID
+from kubetasks.protocol.logformat import use_json_logs
+from kubetasks.protocol.pod import LABEL_RUN_UID
 from kubetasks_operator.adapters.informer import Informer, failed_create_events
 from kubetasks_operator.adapters.kube import KubeAdapter
 from kubetasks_operator.adapters.slots import SlotStore

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kubetasks.api.v1alpha1 import API_VERSION
-from kubetasks.protocol import (
+from kubetasks.protocol.pod import (
     ENV_ATTEMPT,
     ENV_ENTRYPOINT,
     ENV_NAMESPACE,

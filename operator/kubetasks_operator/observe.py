@@ -9,7 +9,7 @@ import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from kubetasks.protocol import (
+from kubetasks.protocol.pod import (
     EXIT_ABORT,
     EXIT_SIGKILL,
     EXIT_SUCCESS,

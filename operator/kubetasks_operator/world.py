@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from kubetasks.idempotency_keys import LABEL_KEY
-from kubetasks.protocol import LABEL_RUN_UID
+from kubetasks.protocol.idempotency import LABEL_KEY
+from kubetasks.protocol.pod import LABEL_RUN_UID
 from kubetasks_operator.core.model import QueueConfig, RunView, TaskDefaults
 from kubetasks_operator.observe import attempt_number, queue_config, run_view, task_defaults
 

@@ -11,8 +11,8 @@
 """
 
 from kubetasks import batch, idempotency_keys, runs, tasks
+from kubetasks._internal.client import Client, configure
 from kubetasks.batch import Batch, BatchHandle, BatchItem
-from kubetasks.client import Client, configure
 from kubetasks.context import Context
 from kubetasks.errors import (
     AbortTaskRunError,
@@ -29,6 +29,7 @@ from kubetasks.errors import (
     KubeConfigError,
     KubetasksError,
     MetadataTooLargeError,
+    MissingDependencyError,
     NotInTaskError,
     OutputTooLargeError,
     PayloadIntegrityError,
@@ -45,7 +46,7 @@ from kubetasks.errors import (
 from kubetasks.handles import Result, Run, RunAttempt, RunError, RunHandle
 from kubetasks.idempotency_keys import IdempotencyKey
 from kubetasks.options import Queue, RetryOptions, TriggerOptionsDict, queue
-from kubetasks.storage import StorageSettings
+from kubetasks.protocol.storage import StorageSettings
 from kubetasks.tasks import Task, task
 
 __version__ = "0.1.0"
@@ -71,6 +72,7 @@ __all__ = [
     "KubeConfigError",
     "KubetasksError",
     "MetadataTooLargeError",
+    "MissingDependencyError",
     "NotInTaskError",
     "OutputTooLargeError",
     "PayloadIntegrityError",

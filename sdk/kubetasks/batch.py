@@ -28,7 +28,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, Unpack
 
-from kubetasks.client import Client, Json, default_client
+from kubetasks._internal.client import Client, Json, default_client
 from kubetasks.errors import (
     ApiError,
     BatchNotFoundError,
@@ -46,7 +46,7 @@ from kubetasks.handles import (
     split_id,
 )
 from kubetasks.options import TriggerOptionsDict, check_option_names
-from kubetasks.protocol import LABEL_BATCH, LABEL_BATCH_INDEX, label_value
+from kubetasks.protocol.pod import LABEL_BATCH, LABEL_BATCH_INDEX, label_value
 
 PayloadT = TypeVar("PayloadT")
 OutputT = TypeVar("OutputT")

@@ -127,6 +127,12 @@ class StorageNotConfiguredError(KubetasksError):
     """A payload or output must go to S3, but no bucket is configured."""
 
 
+class MissingDependencyError(KubetasksError):
+    """A feature needs a package the plain ``pip install kubetasks`` leaves out; the message
+    names the extra to install (``kubetasks[s3]``, ``kubetasks[operator]``,
+    ``kubetasks[local]``)."""
+
+
 class PayloadIntegrityError(KubetasksError):
     """A downloaded payload or output does not match the size or SHA-256 recorded for it."""
 

@@ -15,14 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from kubetasks.client import Client, Json, default_client
+from kubetasks._internal.client import Client, Json, default_client
 from kubetasks.errors import (
     ApiError,
     RunPollTimeoutError,
     TaskRunFailedError,
     TaskRunNotFoundError,
 )
-from kubetasks.payloads import decode_json, validate_as
+from kubetasks.protocol.payloads import decode_json, validate_as
 
 OutputT = TypeVar("OutputT")
 

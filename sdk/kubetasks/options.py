@@ -20,7 +20,7 @@ from kubetasks.errors import (
     TaskDefinitionError,
 )
 from kubetasks.idempotency_keys import IdempotencyKey
-from kubetasks.payloads import encode_json
+from kubetasks.protocol.payloads import encode_json
 
 if TYPE_CHECKING:
     from kubetasks.api.v1alpha1 import Machine, TriggerOptions

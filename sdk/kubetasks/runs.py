@@ -16,9 +16,9 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any, TypeVar, overload
 
-from kubetasks import triggering
+from kubetasks._internal import triggering
+from kubetasks._internal.client import default_client
 from kubetasks.batch import BatchRef, split_batch_id
-from kubetasks.client import default_client
 from kubetasks.handles import (
     DEFAULT_POLL_INTERVAL,
     Run,
@@ -30,7 +30,7 @@ from kubetasks.handles import (
     retrieve_run,
 )
 from kubetasks.options import Delay
-from kubetasks.protocol import LABEL_BATCH, label_value
+from kubetasks.protocol.pod import LABEL_BATCH, label_value
 
 T = TypeVar("T")
 

@@ -19,9 +19,9 @@ import typing
 from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Generic, TypeVar, Unpack, overload
 
-from kubetasks import batching, triggering
+from kubetasks._internal import batching, triggering
+from kubetasks._internal.client import Client, default_client
 from kubetasks.batch import BatchHandle, BatchItemInput
-from kubetasks.client import Client, default_client
 from kubetasks.context import Context, current_context
 from kubetasks.errors import InvalidOptionError, NotInTaskError, TaskDefinitionError
 from kubetasks.handles import DEFAULT_POLL_INTERVAL, Result, Run, RunHandle, poll_run

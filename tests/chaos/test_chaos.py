@@ -39,8 +39,8 @@ from kubernetes import client
 
 from kubetasks.devcluster.local import LocalCluster, OperatorProcess
 from kubetasks.devcluster.nodeagent import REASON_RESTARTED
-from kubetasks.payloads import encode_payload
-from kubetasks.storage import ObjectStore, StorageSettings, payload_key
+from kubetasks.protocol.payloads import encode_payload
+from kubetasks.protocol.storage import ObjectStore, StorageSettings, payload_key
 from tests.cluster.helpers import (
     create,
     create_namespace,

@@ -25,7 +25,7 @@ from kubetasks.devcluster import ControllerSettings, ControlPlane
 from kubetasks.devcluster.local import LOCAL_NODE_CAPACITY, OperatorProcess
 from kubetasks.devcluster.nodeagent import NodeAgentProcess
 from kubetasks.devcluster.services import RedisServer, S3Server
-from kubetasks.storage import StorageSettings
+from kubetasks.protocol.storage import StorageSettings
 from tests.cluster.helpers import create_namespace
 from tests.workload import NAMESPACE_CAP
 
@@ -175,7 +175,7 @@ def operator(
         "KUBETASKS_WORKER_COMMAND": f"{sys.executable} -m kubetasks worker",
         "KUBETASKS_TASK_ENV": json.dumps(task_env(control_plane, s3_server)),
         "KUBETASKS_REPAIR_INTERVAL": "5",
-        # tests/cluster/test_pod_not_created.py waits this out (the default is 60 s).
+        # tests/cluster/operator/test_pod_not_created.py waits this out (the default is 60 s).
         "KUBETASKS_POD_CREATE_TIMEOUT": "30",
         "KUBETASKS_TERMINATION_GRACE_SECONDS": "2",
         # Namespaces named by capped_namespace get a cap over all their queues.

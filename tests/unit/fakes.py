@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubetasks.payloads import Encoded
-from kubetasks.storage import ObjectStore, StorageSettings
+from kubetasks.protocol.payloads import Encoded
+from kubetasks.protocol.storage import ObjectStore, StorageSettings
 from kubetasks_operator.adapters.slots import Grant, SlotId, SlotLimits
 
 

@@ -21,8 +21,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from kubetasks.api.v1alpha1 import API_VERSION, GROUP, VERSION
-from kubetasks.payloads import has_nested_null
-from kubetasks.protocol import LABEL_RUN_UID
+from kubetasks.protocol.payloads import has_nested_null
+from kubetasks.protocol.pod import LABEL_RUN_UID
 from kubetasks_operator.metrics import OperatorMetrics
 
 Json = dict[str, Any]

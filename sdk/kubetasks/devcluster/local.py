@@ -64,7 +64,7 @@ class OperatorProcess:
         env = {**os.environ, **self.env, "KUBETASKS_METRICS_PORT": str(self.metrics_port)}
         self.process = ManagedProcess(
             "kubetasks operator",
-            [sys.executable, "-m", "kubetasks.cli", "operator",
+            [sys.executable, "-m", "kubetasks", "operator",
              f"--liveness=http://127.0.0.1:{self.port}/healthz"],
             self.log_path, env=env, cwd=self.workdir, ports=(self.port, self.metrics_port),
         )

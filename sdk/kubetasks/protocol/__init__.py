@@ -1,0 +1,15 @@
+"""The wire contract between the SDK, the in-pod worker and the operator.
+
+Each side imports these names from here and from nowhere else in the SDK, so that what
+travels between them (labels, environment variables, exit codes, termination messages,
+idempotency key names, payload encodings, the object store's key layout, log lines) is
+defined once:
+
+- :mod:`~kubetasks.protocol.pod`: labels, environment, exit codes, termination message;
+- :mod:`~kubetasks.protocol.idempotency`: key digests, run names, generations, release;
+- :mod:`~kubetasks.protocol.payloads`: JSON encoding, size limits, integrity;
+- :mod:`~kubetasks.protocol.storage`: the S3 object store (boto3 is imported on first use);
+- :mod:`~kubetasks.protocol.logformat`: JSON log lines.
+
+Modules here import only the standard library, pydantic and :mod:`kubetasks.errors`.
+"""
