@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from kubetasks.protocol.pod import (
@@ -256,33 +257,16 @@ def run_view(
     status = run.get("status") or {}
     queue = spec.get("queue") or {}
     attempt = _int(status.get("attempt"), 0) or 0
-    live = None
     numbers = set(jobs) | set(pods)
-    for number in sorted(numbers):
-        job = jobs.get(number)
-        attempt_pods = pods.get(number, [])
-        alive = job_is_live(job, attempt_pods) if job is not None else any(
-            pod_is_live(p) for p in attempt_pods)
-        if alive:
-            live = number
-    # A Job newer than the status says (the operator stopped between creating the Job and
-    # writing the status) is an unrecorded attempt: the core adopts it, never repeats it.
-    latest = max(numbers, default=0)
-    unrecorded = latest if latest > attempt else None
+    unrecorded = _unrecorded_attempt(numbers, attempt)
     current = unrecorded or attempt
     ended = None
     if current and current in numbers:
         ended = attempt_result(current, jobs.get(current), pods.get(current, []))
     missing_since, create_error = _pod_missing(jobs.get(current), pods.get(current),
                                                pod_errors or {})
-    waiting = [
-        c for c in children
-        if ((c.get("status") or {}).get("phase") not in _TERMINAL_NAMES)
-    ]
-    waited_batches = [
-        b for b in batches
-        if ((b.get("status") or {}).get("phase")) not in _TERMINAL_BATCH_NAMES
-    ]
+    waiting = _not_ended(children, _TERMINAL_NAMES)
+    waited_batches = _not_ended(batches, _TERMINAL_BATCH_NAMES)
     phase_name = status.get("phase") or "Pending"
     return RunView(
         namespace=meta["namespace"],
@@ -315,7 +299,7 @@ def run_view(
         next_attempt_at=parse_time(status.get("nextAttemptTime")),
         applied_delay_until=parse_time(status.get("delayUntil")),
         observed_generation=_int(status.get("observedGeneration"), 0) or 0,
-        live_attempt=live,
+        live_attempt=_live_attempt(jobs, pods, numbers),
         unrecorded_attempt=unrecorded,
         ended_attempt=ended,
         job_exists_for=frozenset(jobs),
@@ -325,6 +309,31 @@ def run_view(
         children_waited=tuple(sorted(c["metadata"]["name"] for c in waiting)),
         batches_waited=tuple(sorted(b["metadata"]["name"] for b in waited_batches)),
     )
+
+
+def _live_attempt(jobs: Mapping[int, Json], pods: Mapping[int, list[Json]],
+                  numbers: set[int]) -> int | None:
+    """The newest attempt whose Job (or, without a Job, one of whose pods) is still live."""
+    live = None
+    for number in sorted(numbers):
+        job = jobs.get(number)
+        attempt_pods = pods.get(number, [])
+        alive = job_is_live(job, attempt_pods) if job is not None else any(
+            pod_is_live(p) for p in attempt_pods)
+        if alive:
+            live = number
+    return live
+
+
+def _unrecorded_attempt(numbers: set[int], recorded: int) -> int | None:
+    """A Job newer than the status says (the operator stopped between creating the Job and
+    writing the status) is an unrecorded attempt: the core adopts it, never repeats it."""
+    latest = max(numbers, default=0)
+    return latest if latest > recorded else None
+
+
+def _not_ended(objects: Iterable[Json], terminal: AbstractSet[str]) -> list[Json]:
+    return [o for o in objects if (o.get("status") or {}).get("phase") not in terminal]
 
 
 def _pod_missing(job: Json | None, pods: list[Json] | None, pod_errors: Mapping[str, str]

@@ -23,7 +23,7 @@ from kubetasks.idempotency_keys import IdempotencyKey
 from kubetasks.protocol.payloads import encode_json
 
 if TYPE_CHECKING:
-    from kubetasks.api.v1alpha1 import Machine, TriggerOptions
+    from kubetasks.api.v1alpha1 import Machine, QueueSpec, TriggerOptions
 
 ONE_YEAR = 365 * 24 * 3600
 THIRTY_DAYS = 30 * 24 * 3600
@@ -347,7 +347,7 @@ def to_trigger_options(
     """
     from pydantic import ValidationError
 
-    from kubetasks.api.v1alpha1 import QueueSpec, TriggerOptions
+    from kubetasks.api.v1alpha1 import TriggerOptions
 
     check_option_names(options)
     fields: dict[str, Any] = {}
@@ -356,37 +356,13 @@ def to_trigger_options(
     if "ttl" in options:
         fields["ttl_seconds"] = whole_seconds(options["ttl"], "ttl", minimum=0,
                                               maximum=ONE_YEAR)
-    if key is not None:
-        fields["idempotency_key"] = key.key
-        fields["idempotency_key_scope"] = key.scope
-        fields["idempotency_key_ttl_seconds"] = whole_seconds(
-            options.get("idempotency_key_ttl", DEFAULT_IDEMPOTENCY_KEY_TTL),
-            "idempotency_key_ttl", minimum=1, maximum=ONE_YEAR)
-    elif "idempotency_key_ttl" in options:
-        raise InvalidOptionError("idempotency_key_ttl needs idempotency_key; set the key or "
-                                 "drop the ttl")
+    fields.update(_idempotency_fields(options, key))
     if "queue" in options:
-        q = options["queue"]
-        if isinstance(q, str):
-            q = Queue(q)
-        if not isinstance(q, Queue):
-            raise InvalidOptionError(
-                f"queue must be a name or kubetasks.queue(name, concurrency_limit=...), got "
-                f"{q!r}")
-        fields["queue"] = QueueSpec(name=q.name, concurrency_limit=q.concurrency_limit)
+        fields["queue"] = _queue_spec(options["queue"])
     if "concurrency_key" in options:
-        ck = options["concurrency_key"]
-        if not isinstance(ck, str) or not 1 <= len(ck) <= 256:
-            raise InvalidOptionError(
-                f"concurrency_key {ck!r} must be a string of 1 to 256 characters")
-        fields["concurrency_key"] = ck
+        fields["concurrency_key"] = _concurrency_key(options["concurrency_key"])
     if "max_attempts" in options:
-        attempts = options["max_attempts"]
-        if isinstance(attempts, bool) or not isinstance(attempts, int) or not (
-                1 <= attempts <= 100):
-            raise InvalidOptionError(
-                f"max_attempts is {attempts!r}; use a whole number from 1 (no retries) to 100")
-        fields["max_attempts"] = attempts
+        fields["max_attempts"] = _max_attempts(options["max_attempts"])
     if "tags" in options:
         fields["tags"] = normalize_tags(options["tags"]) or None
     if "metadata" in options:
@@ -406,3 +382,43 @@ def to_trigger_options(
             f"{'.'.join(str(p) for p in err['loc']) or 'options'}: {err['msg']}"
             for err in exc.errors())
         raise InvalidOptionError(f"invalid trigger options: {problems}") from None
+
+
+def _idempotency_fields(options: TriggerOptionsDict, key: IdempotencyKey | None
+                        ) -> dict[str, Any]:
+    if key is None:
+        if "idempotency_key_ttl" in options:
+            raise InvalidOptionError("idempotency_key_ttl needs idempotency_key; set the key "
+                                     "or drop the ttl")
+        return {}
+    return {
+        "idempotency_key": key.key,
+        "idempotency_key_scope": key.scope,
+        "idempotency_key_ttl_seconds": whole_seconds(
+            options.get("idempotency_key_ttl", DEFAULT_IDEMPOTENCY_KEY_TTL),
+            "idempotency_key_ttl", minimum=1, maximum=ONE_YEAR),
+    }
+
+
+def _queue_spec(value: Any) -> QueueSpec:
+    from kubetasks.api.v1alpha1 import QueueSpec
+
+    q = Queue(value) if isinstance(value, str) else value
+    if not isinstance(q, Queue):
+        raise InvalidOptionError(
+            f"queue must be a name or kubetasks.queue(name, concurrency_limit=...), got {q!r}")
+    return QueueSpec(name=q.name, concurrency_limit=q.concurrency_limit)
+
+
+def _concurrency_key(value: Any) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= 256:
+        raise InvalidOptionError(
+            f"concurrency_key {value!r} must be a string of 1 to 256 characters")
+    return value
+
+
+def _max_attempts(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
+        raise InvalidOptionError(
+            f"max_attempts is {value!r}; use a whole number from 1 (no retries) to 100")
+    return value
