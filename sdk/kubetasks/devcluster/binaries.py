@@ -181,14 +181,7 @@ def build_binaries(
     progress: Progress = _stderr_progress,
 ) -> None:
     """Build all five commands into ``target`` (about 6-10 minutes cold on 2 cores)."""
-    go = shutil.which("go")
-    if go is None:
-        raise ComponentError(
-            "go",
-            "the Go toolchain is not on PATH, and no control-plane binaries were found",
-            f"install Go (>= 1.26 for Kubernetes {version}) or set {BIN_ENV} to a directory "
-            f"with {', '.join(ALL_COMMANDS)}",
-        )
+    go = _require_go(version)
     env = dict(os.environ, GOFLAGS="-mod=mod")
     have = _go_version(go)
     if have >= (1, 27):
@@ -198,7 +191,49 @@ def build_binaries(
     progress(f"building Kubernetes v{version} and etcd v{etcd_version} with {go} into {target}")
     progress("this takes several minutes the first time; later builds reuse Go's cache")
 
-    # Kubernetes: wrapper module pinning the staging modules.
+    kube_dir = _kubernetes_module(work, go, have, env, version)
+    ldflags = _version_ldflags(version)
+    staging = target.parent / "staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    _run_go(
+        [go, "build", "-ldflags", f"-s -w {ldflags}", "-o", str(staging) + "/",
+         *(f"k8s.io/kubernetes/cmd/{c}" for c in KUBE_COMMANDS)],
+        kube_dir, env, ", ".join(KUBE_COMMANDS), progress,
+    )
+    etcd_dir = _etcd_module(work, etcd_version)
+    _run_go(
+        [go, "build", "-ldflags", "-s -w", "-o", str(staging / "etcd"),
+         "go.etcd.io/etcd/server/v3"],
+        etcd_dir, env, "etcd", progress,
+    )
+    # Publish atomically so a half-built directory is never taken as complete.
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+    shutil.rmtree(work, ignore_errors=True)
+    progress(f"binaries ready in {target}")
+
+
+def _require_go(version: str) -> str:
+    """The ``go`` command on PATH."""
+    go = shutil.which("go")
+    if go is None:
+        raise ComponentError(
+            "go",
+            "the Go toolchain is not on PATH, and no control-plane binaries were found",
+            f"install Go (>= 1.26 for Kubernetes {version}) or set {BIN_ENV} to a directory "
+            f"with {', '.join(ALL_COMMANDS)}",
+        )
+    return go
+
+
+def _kubernetes_module(
+    work: Path, go: str, have: tuple[int, int], env: dict[str, str], version: str
+) -> Path:
+    """The directory of a wrapper module that requires k8s.io/kubernetes at ``version`` and
+    pins its staging modules to their published tags; checks that ``have`` (this machine's
+    Go) is recent enough for that release."""
     kube_dir = work / "kubernetes"
     kube_dir.mkdir()
     download = subprocess.run(
@@ -228,8 +263,13 @@ def build_binaries(
         + "\n".join(_staging_replaces(gomod_text, minor_tag))
         + "\n"
     )
+    return kube_dir
+
+
+def _version_ldflags(version: str) -> str:
+    """``-X`` flags that stamp ``version`` into the commands, as a release build does."""
     major, minor = version.split(".")[:2]
-    ldflags = " ".join(
+    return " ".join(
         f"-X {pkg}.{key}={value}"
         for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
         for key, value in (
@@ -239,16 +279,11 @@ def build_binaries(
             ("gitTreeState", "clean"),
         )
     )
-    staging = target.parent / "staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    _run_go(
-        [go, "build", "-ldflags", f"-s -w {ldflags}", "-o", str(staging) + "/",
-         *(f"k8s.io/kubernetes/cmd/{c}" for c in KUBE_COMMANDS)],
-        kube_dir, env, ", ".join(KUBE_COMMANDS), progress,
-    )
 
-    # etcd: the server module replaces its siblings with ../paths too.
+
+def _etcd_module(work: Path, etcd_version: str) -> Path:
+    """The directory of a wrapper module for etcd's server: it replaces its siblings with
+    ../paths too, so they are pinned to the release."""
     etcd_dir = work / "etcd"
     etcd_dir.mkdir()
     siblings = ("api/v3", "client/pkg/v3", "client/v3", "pkg/v3")
@@ -260,14 +295,4 @@ def build_binaries(
             for s in siblings
         )
     )
-    _run_go(
-        [go, "build", "-ldflags", "-s -w", "-o", str(staging / "etcd"),
-         "go.etcd.io/etcd/server/v3"],
-        etcd_dir, env, "etcd", progress,
-    )
-    # Publish atomically so a half-built directory is never taken as complete.
-    if target.exists():
-        shutil.rmtree(target)
-    staging.rename(target)
-    shutil.rmtree(work, ignore_errors=True)
-    progress(f"binaries ready in {target}")
+    return etcd_dir
