@@ -1,6 +1,6 @@
 """The ``kubetasks`` commands that trigger and manage runs, and read batches and queues:
 ``trigger``, ``runs list|get|cancel|reschedule|replay|logs|watch``, ``batches get`` and
-``queues list``. ``cli.py`` registers them on the main group.
+``queues list``. ``cli/__init__.py`` registers them on the main group.
 
 Every command takes ``-n/--namespace`` and ``--kubeconfig`` (also accepted before the
 command name, where they apply to every command) and ``-o/--output table|json|yaml``:
@@ -631,6 +631,6 @@ def list_queues(cli: Cli) -> None:
 
 
 COMMANDS: tuple[click.Command, ...] = (trigger, runs_group, batches_group, queues_group)
-"""What ``cli.py`` adds to the main group."""
+"""What ``cli/__init__.py`` adds to the main group."""
 
 __all__ = ["COMMANDS", "Cli", "api_command", "console", "wait_for_run"]
