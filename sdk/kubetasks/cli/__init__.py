@@ -23,8 +23,8 @@ import click
 LAZY_COMMANDS = {
     "trigger": "kubetasks.cli.runs:trigger",
     "runs": "kubetasks.cli.runs:runs_group",
-    "batches": "kubetasks.cli.runs:batches_group",
-    "queues": "kubetasks.cli.runs:queues_group",
+    "batches": "kubetasks.cli.inspect:batches_group",
+    "queues": "kubetasks.cli.inspect:queues_group",
 }
 
 

@@ -31,14 +31,10 @@ from kubetasks.api.v1alpha1 import Machine
 from kubetasks.cli.output import (
     OUTPUT_FORMATS,
     CliValueError,
-    batch_data,
-    batch_details,
     format_time,
     normalize_phases,
     parse_duration_arg,
     parse_json_value,
-    queue_data,
-    queues_table,
     run_data,
     run_details,
     runs_table,
@@ -584,53 +580,7 @@ def watch_runs(cli: Cli, run_id: str | None, task: str | None, tag: str | None,
         sys.exit(1)
 
 
-# --- batches and queues ----------------------------------------------------------------------
-
-
-@click.group("batches")
-def batches_group() -> None:
-    """Inspect batch triggers (TaskBatches)."""
-
-
-@batches_group.command("get")
-@api_command
-@click.argument("batch_id", metavar="BATCH")
-def get_batch(cli: Cli, batch_id: str) -> None:
-    """Show a batch: status, progress, counts per state and its runs' names. BATCH is
-    namespace/name (as BatchHandle.id gives it) or a name in the namespace."""
-    from kubetasks import batch
-
-    cli.client()
-    found = batch.retrieve(batch_id)
-    if cli.as_table:
-        cli.show(batch_details(found, dt.datetime.now(dt.UTC)))
-    else:
-        cli.emit(batch_data(found))
-
-
-@click.group("queues")
-def queues_group() -> None:
-    """Inspect queues (TaskQueues)."""
-
-
-@queues_group.command("list")
-@api_command
-def list_queues(cli: Cli) -> None:
-    """List the TaskQueues: limits, paused, and the runs running and queued on each (as
-    the operator last counted them)."""
-    client = cli.client()
-    rows = [queue_data(obj) for obj in client.kube.list_objects("taskqueues",
-                                                                client.namespace)]
-    if not cli.as_table:
-        cli.emit(rows)
-    elif not rows:
-        cli.note(f"no TaskQueues in namespace {client.namespace} (runs without one use a "
-                 "queue named after their task, without a limit unless the task sets one)")
-    else:
-        cli.show(queues_table(rows))
-
-
-COMMANDS: tuple[click.Command, ...] = (trigger, runs_group, batches_group, queues_group)
+COMMANDS: tuple[click.Command, ...] = (trigger, runs_group)
 """What ``cli/__init__.py`` adds to the main group."""
 
 __all__ = ["COMMANDS", "Cli", "api_command", "console", "wait_for_run"]
