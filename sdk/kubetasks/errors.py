@@ -46,6 +46,10 @@ class InvalidDurationError(InvalidOptionError):
         self.value = value
 
 
+class InvalidScheduleError(InvalidOptionError):
+    """A schedule's cron expression or time zone is not one kubetasks accepts."""
+
+
 # --- sizes ---------------------------------------------------------------------------------
 
 
@@ -210,6 +214,18 @@ class BatchNotFoundError(KubetasksError, LookupError):
             f"`kubectl get taskbatches -n {namespace}`"
         )
         self.batch_id = batch_id
+
+
+class ScheduleNotFoundError(KubetasksError, LookupError):
+    """No TaskSchedule with this name in the namespace."""
+
+    def __init__(self, name: str, namespace: str) -> None:
+        super().__init__(
+            f"TaskSchedule {name!r} not found in namespace {namespace!r}; list them with "
+            "`kubetasks schedules list`"
+        )
+        self.name = name
+        self.namespace = namespace
 
 
 class BatchPollTimeoutError(KubetasksError, TimeoutError):

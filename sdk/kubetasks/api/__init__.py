@@ -12,6 +12,7 @@ from kubetasks.api.v1alpha1 import (
     TaskBatch,
     TaskQueue,
     TaskRun,
+    TaskSchedule,
 )
 
-__all__ = ["API_VERSION", "GROUP", "VERSION", "Task", "TaskBatch", "TaskQueue", "TaskRun"]
+__all__ = ["API_VERSION", "GROUP", "VERSION", "Task", "TaskBatch", "TaskQueue", "TaskRun", "TaskSchedule"]

@@ -1,4 +1,4 @@
-"""The ``kubetasks.dev/v1alpha1`` API: TaskRun, TaskBatch, Task and TaskQueue.
+"""The ``kubetasks.dev/v1alpha1`` API: TaskRun, TaskBatch, Task, TaskQueue and TaskSchedule.
 
 These pydantic models are the one source of truth for the API. The SDK builds objects with
 them, the operator parses objects with them, and ``kubetasks.api.crdgen`` turns them into the
@@ -974,10 +974,191 @@ class TaskQueue(KubeModel):
     status: TaskQueueStatus | None = None
 
 
-KINDS: tuple[type[TaskRun | TaskBatch | Task | TaskQueue], ...] = (
+# --------------------------------------------------------------------------------------------
+# TaskSchedule
+
+# The cron grammar the API server checks (RE2), field by field. cronsim reads the same
+# grammar; the operator still checks each expression with it and reports InvalidSchedule for
+# what a pattern cannot see (a day that never comes, such as 30 2 *).
+_STEP = r"(/[1-9][0-9]?)?"
+
+
+def _cron_field(value: str, *extra: str) -> str:
+    item = rf"([*]|{value}(-{value})?){_STEP}"
+    alternatives = "|".join((item, *extra))
+    return rf"({alternatives})(,({alternatives}))*"
+
+
+_MONTHS = "JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC"
+_DAYS = "SUN|MON|TUE|WED|THU|FRI|SAT"
+CRON_PATTERN = (
+    "^(?i)"
+    + _cron_field(r"[0-5]?[0-9]")
+    + " "
+    + _cron_field(r"([01]?[0-9]|2[0-3])")
+    + " "
+    + _cron_field(r"(0?[1-9]|[12][0-9]|3[01])", "L", "LW")
+    + " "
+    + _cron_field(rf"(0?[1-9]|1[0-2]|{_MONTHS})")
+    + " "
+    + _cron_field(rf"([0-7]|{_DAYS})", rf"([0-7]|{_DAYS})L", rf"([0-7]|{_DAYS})#[1-5]")
+    + "$"
+)
+CRON_INVALID = (
+    "spec.cron must be five fields separated by single spaces: minute (0-59), hour (0-23), "
+    "day of month (1-31, L, LW), month (1-12, JAN-DEC) and day of week (0-7, SUN-SAT, 5L, "
+    "5#2), each *, */n, a value, a range a-b or a list; e.g. '0 2 * * *'"
+)
+TIMEZONE_INVALID = (
+    "spec.timezone must be an IANA time zone name such as UTC, Europe/Paris or "
+    "America/New_York; kubetasks.schedules.timezones() lists them"
+)
+SCHEDULE_NAME_INVALID = (
+    "a TaskSchedule name must be a DNS label of at most 63 characters (lower case letters, "
+    "digits and '-'): it labels every run of the schedule"
+)
+ConcurrencyPolicy = Literal["Allow", "Forbid", "Replace"]
+DEFAULT_STARTING_DEADLINE_SECONDS = 300
+
+
+def _timezone_rule() -> dict[str, str]:
+    from kubetasks.protocol.cron import timezones
+
+    names = ", ".join(f"'{name}'" for name in timezones())
+    return cel(f"self in [{names}]", TIMEZONE_INVALID, reason="FieldValueInvalid")
+
+
+class TaskScheduleSpec(KubeModel):
+    """When to trigger a task, and the options of every run it triggers."""
+
+    task: TaskId
+    """Id of the task each tick triggers (a Task's metadata.name)."""
+    cron: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=100),
+        Field(json_schema_extra=validations(
+            cel(f"self.matches('{CRON_PATTERN}')", CRON_INVALID, reason="FieldValueInvalid")
+        )),
+    ]
+    """Five-field cron expression (minute hour day-of-month month day-of-week), read in
+    timezone: *, */n, ranges, lists, names, L, LW, 5L and 5#2. On a spring-forward day a
+    tick inside the skipped hour fires once, right after the gap; on a fall-back day a
+    fixed-hour tick in the repeated hour fires once (the first), and * in the hour field fires
+    in both."""
+    timezone: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=64),
+        Field(json_schema_extra=validations(_timezone_rule())),
+    ] | None = None
+    """IANA time zone the cron is read in, e.g. Europe/Paris; unset means UTC."""
+    external_id: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    """Your own id for the schedule (e.g. a user id), passed to every run's payload."""
+    deduplication_key: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=256),
+        Field(json_schema_extra=validations(immutable("spec.deduplicationKey",
+                                                      "TaskSchedule"))),
+    ] | None = None
+    """Key that makes schedules.create update this schedule instead of creating another."""
+    active: bool = True
+    """While false, ticks create no run (they are not caught up when it turns true again)."""
+    concurrency_policy: ConcurrencyPolicy | None = None
+    """What a tick does while a run of this schedule is still unfinished: Allow (the default)
+    creates the run anyway, Forbid skips the tick, Replace cancels the unfinished runs and
+    creates the new one."""
+    starting_deadline_seconds: Annotated[int, Field(ge=1, le=ONE_YEAR)] | None = None
+    """How late a tick may still create its run, e.g. after the operator was down; a tick
+    later than this is skipped. Only the latest missed tick is ever caught up. Unset means
+    300."""
+    queue: QueueSpec | None = None
+    """Queue of every run, overriding the Task's queue."""
+    concurrency_key: ConcurrencyKey | None = None
+    """Concurrency key of every run."""
+    ttl_seconds: Seconds | None = None
+    """TTL of every run (seconds after it is enqueued); 0 means it never expires."""
+    max_attempts: MaxAttempts | None = None
+    """Attempts of every run, overriding the Task's retry policy."""
+    max_duration_seconds: PositiveSeconds | None = None
+    """Limit on each attempt's duration."""
+    machine: Machine | None = None
+    """Machine preset of every run."""
+    tags: Annotated[list[Tag] | None, Field(max_length=10, json_schema_extra=LIST_SET)] = None
+    """Tags of every run (up to 10)."""
+    metadata: Annotated[
+        dict[str, Any] | None, Field(json_schema_extra={**JSON_MAP, "maxProperties": 64})
+    ] = None
+    """Metadata of every run (up to 64 keys)."""
+
+
+class TaskScheduleStatus(KubeModel):
+    """What the operator did with the schedule, and what comes next."""
+
+    last_schedule_time: AwareDatetime | None = None
+    """Nominal time of the latest tick the operator handled (ran, skipped or missed)."""
+    next_schedule_time: AwareDatetime | None = None
+    """Nominal time of the next tick (unset while inactive or invalid)."""
+    upcoming: Annotated[list[AwareDatetime] | None, Field(max_length=5)] = None
+    """The next five ticks."""
+    description: ShortText | None = None
+    """The cron expression in English, e.g. "At 02:00, every day"."""
+    last_run: ObjectName | None = None
+    """Name of the TaskRun of the latest tick that created one."""
+    active_since: AwareDatetime | None = None
+    """When the operator saw the schedule active (creation, or the last reactivation); ticks
+    before it are not caught up."""
+    timezone: Annotated[str, StringConstraints(max_length=64)] | None = None
+    """The time zone the operator read the cron in."""
+    conditions: Conditions = None
+    """Ready (InvalidSchedule, TaskNotFound, Inactive) and Skipped (why the latest tick
+    created no run)."""
+    observed_generation: Count | None = None
+    """The metadata.generation the operator acted on last."""
+
+
+class TaskSchedule(KubeModel):
+    """A cron schedule that triggers a task: one TaskRun per tick, named
+    <schedule>-<yyyymmddhhmm> after the tick's UTC time, so each tick runs at most once."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "self.metadata.name.size() <= 63"
+                " && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
+                SCHEDULE_NAME_INVALID,
+                reason="FieldValueInvalid",
+            )
+        )
+    )
+
+    resource: ClassVar[Resource] = Resource(
+        plural="taskschedules",
+        singular="taskschedule",
+        short_names=("kts",),
+        printer_columns=(
+            PrinterColumn("Task", "string", ".spec.task", "Task id."),
+            PrinterColumn("Cron", "string", ".spec.cron", "Cron expression."),
+            PrinterColumn("Timezone", "string", ".status.timezone", "Time zone of the cron."),
+            PrinterColumn("Active", "boolean", ".spec.active", "Ticks create runs."),
+            PrinterColumn("Last", "date", ".status.lastScheduleTime", "Latest tick handled."),
+            PrinterColumn("Next", "string", ".status.nextScheduleTime", "Next tick (UTC)."),
+            PrinterColumn("Last Run", "string", ".status.lastRun", "Run of the latest tick.",
+                          1),
+            AGE,
+        ),
+    )
+
+    api_version: Annotated[str, ApiString] = API_VERSION
+    kind: Annotated[str, ApiString] = "TaskSchedule"
+    metadata: ApiMetadata = Field(default_factory=ObjectMeta)
+    spec: TaskScheduleSpec
+    status: TaskScheduleStatus | None = None
+
+
+KINDS: tuple[type[TaskRun | TaskBatch | Task | TaskQueue | TaskSchedule], ...] = (
     TaskRun,
     TaskBatch,
     Task,
     TaskQueue,
+    TaskSchedule,
 )
 """Every kind of the API version, in the order the CRDs are generated."""

@@ -18,6 +18,13 @@ LABEL_ATTEMPT = "kubetasks.dev/attempt"
 LABEL_BATCH = "kubetasks.dev/batch"
 LABEL_BATCH_INDEX = "kubetasks.dev/batch-index"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+# On the TaskRuns a TaskSchedule creates: the schedule's name, and the tick's nominal time.
+LABEL_SCHEDULE = "kubetasks.dev/schedule"
+ANNOTATION_SCHEDULE_TIME = "kubetasks.dev/schedule-time"
+# On TaskSchedules: "declarative" (from @task(cron=...), owned by `kubetasks deploy`) or
+# "imperative" (schedules.create); and the digest of the deduplication key.
+LABEL_SCHEDULE_TYPE = "kubetasks.dev/schedule-type"
+LABEL_DEDUPLICATION_KEY = "kubetasks.dev/deduplication-key"
 MANAGED_BY = "kubetasks"
 
 # --- environment of an attempt's container ---------------------------------------------------

@@ -1,0 +1,205 @@
+"""Cron expressions and time zones of TaskSchedules, shared by the SDK and the operator.
+
+The SDK checks a schedule with these functions before it writes one, and the operator's pure
+tick logic (``kubetasks_operator.core.schedules``) computes the ticks with them, so both read
+a cron expression the same way. Parsing and iteration are cronsim's; descriptions are
+cron-descriptor's. Nothing here does I/O.
+
+Semantics (cronsim follows Debian cron):
+
+- five fields: minute, hour, day of month, month, day of week; ``*``, ``*/n``, ranges,
+  lists, month and day names, ``L`` (last day of the month), ``LW`` (last weekday of the
+  month), ``5L`` (last Friday) and ``5#2`` (second Friday). Day 0 and 7 are both Sunday.
+  When both day fields are restricted, a day matching either one fires (classic cron).
+- ticks are wall-clock times in the schedule's time zone. On a spring-forward day a tick in
+  the skipped hour (``30 2 * * *`` in Europe/Paris) fires once, at the first instant after
+  the gap (03:00). On a fall-back day a tick at a fixed hour in the repeated hour fires once,
+  at its first occurrence; an expression with ``*`` in the hour field fires in both.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim, CronSimError
+
+from kubetasks.errors import InvalidScheduleError
+
+DEFAULT_TIMEZONE = "UTC"
+MAX_CRON_LENGTH = 100
+UPCOMING = 5
+_ONE_SECOND = timedelta(seconds=1)
+CRON_HELP = (
+    "use five fields: minute hour day-of-month month day-of-week, such as '0 2 * * *' "
+    "(02:00 every day) or '*/15 9-17 * * MON-FRI'"
+)
+
+
+@functools.cache
+def timezones() -> tuple[str, ...]:
+    """Every IANA time zone name a TaskSchedule accepts, sorted (``UTC`` included)."""
+    text = resources.files(__package__).joinpath("timezones.txt").read_text(encoding="utf-8")
+    return tuple(
+        line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
+    )
+
+
+def normalize_cron(expression: str) -> str:
+    """The expression with single spaces between its fields and none around it."""
+    return " ".join(expression.split())
+
+
+def validate_cron(expression: str) -> str:
+    """The normalized expression, or :class:`InvalidScheduleError` saying what to change."""
+    if not isinstance(expression, str):
+        raise InvalidScheduleError(f"cron must be a string, not {type(expression).__name__}")
+    cron = normalize_cron(expression)
+    if not cron:
+        raise InvalidScheduleError(f"cron is empty; {CRON_HELP}")
+    if len(cron) > MAX_CRON_LENGTH:
+        raise InvalidScheduleError(
+            f"cron is {len(cron)} characters, above the limit of {MAX_CRON_LENGTH}"
+        )
+    if cron.startswith("@"):
+        raise InvalidScheduleError(
+            f"cron {expression!r}: macros such as @daily are not supported; {CRON_HELP}"
+        )
+    try:
+        CronSim(cron, datetime(2000, 1, 1, tzinfo=UTC))
+    except CronSimError as error:
+        raise InvalidScheduleError(f"cron {expression!r}: {error}; {CRON_HELP}") from None
+    return cron
+
+
+def validate_timezone(name: str | None) -> str:
+    """The time zone name (``UTC`` for ``None``), or :class:`InvalidScheduleError`."""
+    if name is None:
+        return DEFAULT_TIMEZONE
+    if not isinstance(name, str) or name not in _zone_set():
+        raise InvalidScheduleError(
+            f"timezone {name!r} is not an IANA time zone name; use one such as 'UTC', "
+            "'Europe/Paris' or 'America/New_York' (kubetasks.schedules.timezones() lists them)"
+        )
+    return name
+
+
+@functools.cache
+def _zone_set() -> frozenset[str]:
+    return frozenset(timezones())
+
+
+@functools.cache
+def zone(name: str | None) -> ZoneInfo:
+    """The ZoneInfo of a schedule's time zone (``UTC`` for ``None``)."""
+    key = validate_timezone(name)
+    try:
+        return ZoneInfo(key)
+    except ZoneInfoNotFoundError:
+        raise InvalidScheduleError(
+            f"timezone {key!r} is not in this machine's time zone database; install or "
+            "upgrade the tzdata package"
+        ) from None
+
+
+def ticks_after(expression: str, timezone: str | None, after: datetime, count: int) -> list[
+    datetime
+]:
+    """The next ``count`` ticks strictly after ``after``, as aware UTC datetimes."""
+    start = after.astimezone(zone(timezone)).replace(microsecond=0)
+    iterator = CronSim(expression, start)
+    ticks: list[datetime] = []
+    while len(ticks) < count:
+        tick = next(iterator).astimezone(UTC)
+        if tick > after:
+            ticks.append(tick)
+    return ticks
+
+
+def next_tick(expression: str, timezone: str | None, after: datetime) -> datetime:
+    """The first tick strictly after ``after`` (UTC)."""
+    return ticks_after(expression, timezone, after, 1)[0]
+
+
+def ticks_between(
+    expression: str, timezone: str | None, after: datetime, until: datetime, limit: int
+) -> list[datetime]:
+    """Ticks ``t`` with ``after < t <= until`` (UTC), at most the last ``limit`` of them.
+
+    Iterates backwards from ``until``, so a long gap costs at most ``limit`` steps.
+    """
+    if until <= after:
+        return []
+    found: list[datetime] = []
+    latest = previous_tick(expression, timezone, until, inclusive=True)
+    while latest is not None and latest > after and len(found) < limit:
+        found.append(latest)
+        latest = previous_tick(expression, timezone, latest)
+    found.reverse()
+    return found
+
+
+def previous_tick(
+    expression: str, timezone: str | None, before: datetime, *, inclusive: bool = False
+) -> datetime | None:
+    """The last tick strictly before ``before`` (or at it, when ``inclusive``), UTC."""
+    tz = zone(timezone)
+    # Step back from just after (or at) ``before``; cronsim's reverse iteration is exclusive.
+    start = before.astimezone(tz)
+    if inclusive:
+        start = start.replace(microsecond=0) + _ONE_SECOND
+    elif start.microsecond:
+        start = start.replace(microsecond=0) + _ONE_SECOND
+    try:
+        tick = next(CronSim(expression, start, reverse=True))
+    except StopIteration:
+        return None
+    result = tick.astimezone(UTC)
+    if result > before or (not inclusive and result == before):
+        return None
+    return result
+
+
+def describe(expression: str) -> str:
+    """The expression in English, 24-hour clock: ``"At 02:00, every day"``."""
+    from cron_descriptor import Options, get_description
+
+    options = Options()
+    options.use_24hour_time_format = True
+    options.verbose = True
+    try:
+        return str(get_description(normalize_cron(expression), options))
+    except Exception:  # noqa: BLE001 - a description is a courtesy; the cron was validated
+        return normalize_cron(expression)
+
+
+def scheduled_payload(
+    *,
+    schedule: str,
+    schedule_type: str,
+    timestamp: datetime,
+    last_timestamp: datetime | None,
+    timezone: str | None,
+    external_id: str | None,
+    upcoming: list[datetime],
+) -> dict[str, object]:
+    """The payload of a tick's run; the SDK reads it as ``kubetasks.ScheduledPayload``.
+
+    Times are RFC 3339 in UTC; ``timezone`` says how the cron was read. The value depends on
+    the tick only, so a tick retried after a crash builds the same payload.
+    """
+    return {
+        "type": schedule_type,
+        "timestamp": _rfc3339(timestamp),
+        "last_timestamp": _rfc3339(last_timestamp) if last_timestamp else None,
+        "timezone": timezone or DEFAULT_TIMEZONE,
+        "schedule_id": schedule,
+        "external_id": external_id,
+        "upcoming": [_rfc3339(tick) for tick in upcoming],
+    }
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
