@@ -15,4 +15,13 @@ from kubetasks.api.v1alpha1 import (
     TaskSchedule,
 )
 
-__all__ = ["API_VERSION", "GROUP", "VERSION", "Task", "TaskBatch", "TaskQueue", "TaskRun", "TaskSchedule"]
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "VERSION",
+    "Task",
+    "TaskBatch",
+    "TaskQueue",
+    "TaskRun",
+    "TaskSchedule",
+]

@@ -148,9 +148,7 @@ def previous_tick(
     tz = zone(timezone)
     # Step back from just after (or at) ``before``; cronsim's reverse iteration is exclusive.
     start = before.astimezone(tz)
-    if inclusive:
-        start = start.replace(microsecond=0) + _ONE_SECOND
-    elif start.microsecond:
+    if inclusive or start.microsecond:
         start = start.replace(microsecond=0) + _ONE_SECOND
     try:
         tick = next(CronSim(expression, start, reverse=True))
@@ -171,7 +169,7 @@ def describe(expression: str) -> str:
     options.verbose = True
     try:
         return str(get_description(normalize_cron(expression), options))
-    except Exception:  # noqa: BLE001 - a description is a courtesy; the cron was validated
+    except Exception:  # a description is a courtesy; the cron was validated
         return normalize_cron(expression)
 
 
