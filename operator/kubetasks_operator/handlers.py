@@ -131,6 +131,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     await informer.sync(lambda page: _put_runs(world, page))
     for obj in await kube.list_custom("taskbatches", ours.namespaces):
         world.put_batch(obj)
+    for obj in await kube.list_custom("taskschedules", ours.namespaces):
+        world.put_schedule(obj)
     for obj in await kube.list_labelled("jobs", ours.namespaces):
         world.put_job(obj)
     for obj in await kube.list_labelled("pods", ours.namespaces):
@@ -161,6 +163,7 @@ async def cleanup(**_: Any) -> None:
     scheduler = _scheduler()
     if scheduler is not None:
         scheduler.batches.stop()
+        scheduler.schedules.stop()
     redis = _state.get("redis")
     if isinstance(redis, Redis):
         await redis.aclose()
@@ -249,6 +252,18 @@ async def taskbatch_event(event: kopf.RawEvent, **_: Any) -> None:
     scheduler.poke()
 
 
+@kopf.on.event(GROUP, VERSION, "taskschedules")
+async def taskschedule_event(event: kopf.RawEvent, **_: Any) -> None:
+    world, scheduler = _world(), _scheduler()
+    if world is None or scheduler is None:
+        return
+    if event.get("type") == "DELETED":
+        world.drop_schedule(_obj(event))
+    else:
+        world.put_schedule(_obj(event))
+    scheduler.poke()
+
+
 @kopf.on.event(GROUP, VERSION, "tasks")
 async def task_event(event: kopf.RawEvent, **_: Any) -> None:
     world = _world()
@@ -258,6 +273,9 @@ async def task_event(event: kopf.RawEvent, **_: Any) -> None:
         world.drop_task(_obj(event))
     else:
         world.put_task(_obj(event))
+    scheduler = _scheduler()
+    if scheduler is not None and world.changed_schedules:
+        scheduler.poke()
 
 
 @kopf.on.event(GROUP, VERSION, "taskqueues")

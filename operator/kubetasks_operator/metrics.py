@@ -54,7 +54,7 @@ LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0
                    1800.0, 3600.0, 4 * 3600.0, 24 * 3600.0)
 PASS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 PHASES = tuple(p.value for p in Phase)
-ERROR_KINDS = ("apply", "batch", "pass")
+ERROR_KINDS = ("apply", "batch", "schedule", "pass")
 
 
 class SlotState(Protocol):
@@ -131,7 +131,18 @@ class StateCollector(Collector):
                 cap = self.slots.namespace_limit(namespace)
                 if cap is not None:
                     ns_limit.add_metric([namespace], cap)
+        schedules = GaugeMetricFamily("kubetasks_schedules",
+                                      "TaskSchedules the operator knows, active or not.",
+                                      labels=["namespace", "active"])
+        if self.world is not None:
+            per_state: Tally[tuple[str, str]] = Tally()
+            for (namespace, _), schedule in self.world.schedules.items():
+                active = (schedule.get("spec") or {}).get("active", True) is not False
+                per_state[(namespace, "true" if active else "false")] += 1
+            for labels in sorted(per_state):
+                schedules.add_metric(list(labels), per_state[labels])
         yield runs
+        yield schedules
         yield queued
         yield running
         yield active_keys
@@ -191,14 +202,25 @@ class OperatorMetrics:
             registry=r)
         self.reconcile_errors = Counter(
             "kubetasks_reconcile_errors", "Failures the operator retries: applying a run's "
-            "decision (apply), a batch step (batch), a scheduler pass (pass).", ["kind"],
-            registry=r)
+            "decision (apply), a batch step (batch), a schedule step (schedule), a scheduler "
+            "pass (pass).", ["kind"], registry=r)
         self.api_writes = Counter(
             "kubetasks_api_writes", "Writes sent to the Kubernetes API server.",
             ["verb", "resource"], registry=r)
         self.batch_runs_created = Counter(
             "kubetasks_batch_runs_created", "TaskRuns created by batch fan-outs.",
             ["namespace"], registry=r)
+        self.schedule_runs_created = Counter(
+            "kubetasks_schedule_runs_created", "TaskRuns created by TaskSchedule ticks.",
+            registry=r)
+        self.schedule_ticks_missed = Counter(
+            "kubetasks_schedule_ticks_missed", "TaskSchedule ticks that created no run: "
+            "passed while the operator could not act, later than startingDeadlineSeconds, "
+            "forbidden by concurrencyPolicy Forbid, or of a Task that does not exist.",
+            registry=r)
+        self.schedule_tick_lag = Histogram(
+            "kubetasks_schedule_tick_lag_seconds", "Seconds from a tick's nominal time to "
+            "the creation of its TaskRun.", buckets=LATENCY_BUCKETS, registry=r)
         self.pass_seconds = Histogram(
             "kubetasks_scheduler_pass_seconds", "Duration of one scheduler pass.",
             buckets=PASS_BUCKETS, registry=r)

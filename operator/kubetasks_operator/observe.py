@@ -15,6 +15,7 @@ from kubetasks.protocol.pod import (
     EXIT_SIGKILL,
     EXIT_SUCCESS,
     LABEL_ATTEMPT,
+    LABEL_SCHEDULE_TYPE,
     decode_termination_message,
 )
 from kubetasks_operator.core.model import (
@@ -27,6 +28,7 @@ from kubetasks_operator.core.model import (
     RunView,
     TaskDefaults,
 )
+from kubetasks_operator.core.schedules import DEFAULT_STARTING_DEADLINE, ScheduleState
 
 Json = dict[str, Any]
 
@@ -351,3 +353,36 @@ def _pod_missing(job: Json | None, pods: list[Json] | None, pod_errors: Mapping[
 _PHASE_NAMES = {p.value for p in Phase}
 _TERMINAL_NAMES = {"Completed", "Failed", "Canceled", "Expired", "TimedOut", "Crashed"}
 _TERMINAL_BATCH_NAMES = {"Completed", "PartiallyFailed", "Canceled", "Failed"}
+
+
+# Spec fields of a TaskSchedule copied to each tick's run.
+SCHEDULE_RUN_FIELDS = ("queue", "concurrencyKey", "ttlSeconds", "maxAttempts",
+                       "maxDurationSeconds", "machine", "tags", "metadata")
+
+
+def schedule_state(obj: Json, task_exists: bool, unfinished_runs: tuple[str, ...]
+                   ) -> ScheduleState:
+    """A TaskSchedule as the pure tick logic reads it."""
+    meta = obj["metadata"]
+    spec = obj.get("spec") or {}
+    labels = meta.get("labels") or {}
+    return ScheduleState(
+        namespace=meta.get("namespace", ""),
+        name=meta["name"],
+        task=str(spec.get("task", "")),
+        cron=str(spec.get("cron", "")),
+        timezone=spec.get("timezone"),
+        active=spec.get("active", True) is not False,
+        created=parse_time(meta.get("creationTimestamp")) or 0.0,
+        generation=int(meta.get("generation") or 1),
+        concurrency_policy=str(spec.get("concurrencyPolicy") or "Allow"),
+        starting_deadline_seconds=int(spec.get("startingDeadlineSeconds")
+                                      or DEFAULT_STARTING_DEADLINE),
+        schedule_type=("DECLARATIVE" if labels.get(LABEL_SCHEDULE_TYPE) == "declarative"
+                       else "IMPERATIVE"),
+        external_id=spec.get("externalID"),
+        run_options={k: spec[k] for k in SCHEDULE_RUN_FIELDS if spec.get(k) is not None},
+        status=obj.get("status") or {},
+        task_exists=task_exists,
+        unfinished_runs=unfinished_runs,
+    )

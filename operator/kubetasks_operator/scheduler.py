@@ -43,6 +43,7 @@ from kubetasks_operator.core.model import TERMINAL, Phase, QueueConfig, RunView
 from kubetasks_operator.core.scheduling import Candidate, KeyId, Usage, plan_starts
 from kubetasks_operator.jobs import attempt_job
 from kubetasks_operator.metrics import OperatorMetrics
+from kubetasks_operator.schedules import ScheduleKeeper
 from kubetasks_operator.settings import OperatorSettings
 from kubetasks_operator.world import Key, World
 
@@ -98,6 +99,8 @@ class Scheduler:
         self.metrics.track(world, self)
         self.batches = BatchKeeper(world, kube, settings, self.touch, self.poke, clock,
                                    metrics=self.metrics)
+        self.schedules = ScheduleKeeper(world, kube, self.touch, self.poke, clock,
+                                        metrics=self.metrics)
 
     # --- inputs ----------------------------------------------------------------------------
 
@@ -180,6 +183,7 @@ class Scheduler:
         await self.rebuild_slots()
         self.dirty.update(self.world.runs)
         self.world.changed_batches.update(self.world.batches)
+        self.world.changed_schedules.update(self.world.schedules)
         self.batches.start()
         self.ready.set()
 
@@ -190,12 +194,14 @@ class Scheduler:
             # The repair is due even when nothing happens (it is the safety net), and the
             # queues' counts are brought up to date after the last change.
             wake = min((t for t in (self._timers[0][0] if self._timers else None,
-                                    self.batches.next_wake(), self._next_repair,
+                                    self.batches.next_wake(), self.schedules.next_wake(),
+                                    self._next_repair,
                                     self._next_queue_status)
                         if t is not None), default=None)
             if wake is not None:
                 timeout = max(0.0, wake - self.clock())
-            if not self.dirty and not self.world.changed_batches:
+            if (not self.dirty and not self.world.changed_batches
+                    and not self.world.changed_schedules):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), timeout)
             self._wakeup.clear()
@@ -239,6 +245,7 @@ class Scheduler:
             raise
         await self._apply_all(work)
         await self.batches.pass_once(now)
+        await self.schedules.pass_once(now)
         await self._confirm_missing_tasks(now)
         await self._free_orphans()
         await self._start_waiting(now)

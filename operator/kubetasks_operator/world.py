@@ -8,8 +8,8 @@ from collections import defaultdict
 from typing import Any
 
 from kubetasks.protocol.idempotency import LABEL_KEY
-from kubetasks.protocol.pod import LABEL_RUN_UID
-from kubetasks_operator.core.model import QueueConfig, RunView, TaskDefaults
+from kubetasks.protocol.pod import LABEL_RUN_UID, LABEL_SCHEDULE
+from kubetasks_operator.core.model import TERMINAL, QueueConfig, RunView, TaskDefaults
 from kubetasks_operator.observe import attempt_number, queue_config, run_view, task_defaults
 
 Json = dict[str, Any]
@@ -80,6 +80,10 @@ class World:
         self.pod_errors: dict[str, str] = {}
         self.children_of: dict[str, set[Key]] = defaultdict(set)
         self.batches: dict[Key, Json] = {}
+        self.schedules: dict[Key, Json] = {}
+        self.changed_schedules: set[Key] = set()
+        # (namespace, schedule name) -> its runs, by the kubetasks.dev/schedule label
+        self.schedule_runs: dict[Key, set[Key]] = defaultdict(set)
         # batch key -> item index -> run key, for runs whose spec.batch names the batch
         self.batch_runs: dict[Key, dict[int, Key]] = defaultdict(dict)
         # runs reused by batches through an idempotency key: run key -> batch keys
@@ -114,6 +118,9 @@ class World:
         self.run_by_uid[uid] = key
         affected = {key}
         self._index_run_for_batches(key, obj)
+        schedule = (obj["metadata"].get("labels") or {}).get(LABEL_SCHEDULE)
+        if schedule:
+            self.schedule_runs[(key[0], schedule)].add(key)
         parent = (obj.get("spec") or {}).get("parent") or {}
         if parent.get("wait") and parent.get("uid"):
             self.children_of[parent["uid"]].add(key)
@@ -146,6 +153,11 @@ class World:
             del self.run_by_uid[uid]
         affected: set[Key] = set()
         self._unindex_run_for_batches(key, existing or obj)
+        schedule = ((existing or obj)["metadata"].get("labels") or {}).get(LABEL_SCHEDULE)
+        if schedule and (key[0], schedule) in self.schedule_runs:
+            self.schedule_runs[(key[0], schedule)].discard(key)
+            if not self.schedule_runs[(key[0], schedule)]:
+                del self.schedule_runs[(key[0], schedule)]
         parent = ((existing or obj).get("spec") or {}).get("parent") or {}
         if parent.get("uid"):
             self.children_of[parent["uid"]].discard(key)
@@ -226,13 +238,43 @@ class World:
 
     def put_task(self, obj: Json) -> None:
         key = key_of(obj)
+        if key not in self.tasks:
+            self._schedules_of_task(key)
         self.tasks[key] = _slim(obj)
         self._task_cache.pop(key, None)
 
     def drop_task(self, obj: Json) -> None:
         key = key_of(obj)
-        self.tasks.pop(key, None)
+        if self.tasks.pop(key, None) is not None:
+            self._schedules_of_task(key)
         self._task_cache.pop(key, None)
+
+    def _schedules_of_task(self, task: Key) -> None:
+        """A Task came or went: its schedules' TaskNotFound condition may change."""
+        self.changed_schedules.update(
+            key for key, obj in self.schedules.items()
+            if key[0] == task[0] and (obj.get("spec") or {}).get("task") == task[1])
+
+    def put_schedule(self, obj: Json) -> None:
+        key = key_of(obj)
+        if _stale(self.schedules.get(key), obj):
+            return
+        self.schedules[key] = _slim(obj)
+        self.changed_schedules.add(key)
+
+    def drop_schedule(self, obj: Json) -> None:
+        key = key_of(obj)
+        self.schedules.pop(key, None)
+        self.changed_schedules.add(key)
+
+    def unfinished_schedule_runs(self, key: Key) -> tuple[str, ...]:
+        """Names of the schedule's runs not in a final phase, oldest first."""
+        runs = [self.runs[k] for k in self.schedule_runs.get(key, ()) if k in self.runs]
+        unfinished = [r for r in runs
+                      if ((r.get("status") or {}).get("phase")) not in TERMINAL]
+        unfinished.sort(key=lambda r: (r["metadata"].get("creationTimestamp") or "",
+                                       r["metadata"]["name"]))
+        return tuple(r["metadata"]["name"] for r in unfinished)
 
     def put_queue(self, obj: Json) -> None:
         key = key_of(obj)

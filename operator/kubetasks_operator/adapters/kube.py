@@ -215,14 +215,16 @@ class KubeAdapter:
     async def get_run(self, namespace: str, name: str) -> Json | None:
         return await self._get_custom("taskruns", namespace, name)
 
-    async def create_run(self, body: Json) -> tuple[Json | None, bool]:
-        """Create a TaskRun as background work (a batch's fan-out); ``(run, created)``.
-        AlreadyExists returns the existing run (``None`` if it is gone again)."""
+    async def create_run(self, body: Json, background: bool = True
+                         ) -> tuple[Json | None, bool]:
+        """Create a TaskRun, by default as background work (a batch's fan-out; a schedule's
+        tick is not background: it is due now); ``(run, created)``. AlreadyExists returns
+        the existing run (``None`` if it is gone again)."""
         meta = body["metadata"]
         try:
             resp = await self._call(self.custom.create_namespaced_custom_object, GROUP,
                                     VERSION, meta["namespace"], "taskruns", body,
-                                    background=True, op=("create", "taskruns"),
+                                    background=background, op=("create", "taskruns"),
                                     _preload_content=False)
             return _json(resp), True
         except ApiException as exc:
@@ -237,6 +239,21 @@ class KubeAdapter:
                 self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace,
                 "taskbatches", name, {"status": status}, op=("patch", "taskbatches/status"),
                 _preload_content=False,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return _json(resp)
+
+    async def patch_schedule_status(self, namespace: str, name: str, status: Json
+                                    ) -> Json | None:
+        """Merge-patch a TaskSchedule's status; ``None`` when the schedule is gone."""
+        try:
+            resp = await self._call(
+                self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace,
+                "taskschedules", name, {"status": status},
+                op=("patch", "taskschedules/status"), _preload_content=False,
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -277,7 +294,8 @@ class KubeAdapter:
             if exc.status != 404:
                 raise
 
-    async def post_event(self, run: Json, type_: str, reason: str, message: str) -> None:
+    async def post_event(self, run: Json, type_: str, reason: str, message: str,
+                         kind: str = "TaskRun") -> None:
         meta = run["metadata"]
         now = dt.datetime.now(dt.UTC)
         body = {
@@ -285,7 +303,7 @@ class KubeAdapter:
             "kind": "Event",
             "metadata": {"generateName": f"{meta['name'][:200]}.", "namespace": meta["namespace"]},
             "involvedObject": {
-                "apiVersion": API_VERSION, "kind": "TaskRun", "name": meta["name"],
+                "apiVersion": API_VERSION, "kind": kind, "name": meta["name"],
                 "namespace": meta["namespace"], "uid": meta["uid"],
                 "resourceVersion": meta.get("resourceVersion"),
             },

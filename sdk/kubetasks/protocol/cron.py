@@ -160,6 +160,7 @@ def previous_tick(
     return result
 
 
+@functools.lru_cache(maxsize=4096)
 def describe(expression: str) -> str:
     """The expression in English, 24-hour clock: ``"At 02:00, every day"``."""
     from cron_descriptor import Options, get_description

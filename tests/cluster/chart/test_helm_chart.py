@@ -55,7 +55,7 @@ RELEASE = "kubetasks"
 OPERATOR_SA = "kubetasks-operator"
 TASK_SA = "kubetasks-task"
 S3_SECRET = "kubetasks-s3"
-CRDS = ("taskruns", "taskbatches", "tasks", "taskqueues")
+CRDS = ("taskruns", "taskbatches", "tasks", "taskqueues", "taskschedules")
 # Everything the chart creates carries this label; uninstall must leave none of it.
 CHART_KINDS = ("deployments", "replicasets", "pods", "serviceaccounts", "services",
                "networkpolicies", "roles", "rolebindings", "clusterroles",

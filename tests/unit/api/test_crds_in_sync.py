@@ -181,8 +181,11 @@ def test_every_printer_column_points_into_the_schema() -> None:
                     break
                 node = node["properties"][part]
             else:
-                expected = {"string": "string", "integer": "integer", "boolean": "boolean"}
+                expected = {"string": "string", "integer": "integer", "boolean": "boolean",
+                            "date": "string"}
                 assert node["type"] == expected[column["type"]], (kind, column)
+                if column["type"] == "date":
+                    assert node.get("format") == "date-time", (kind, column)
 
 
 # --- the schema is structural and bounded ---------------------------------------------------
@@ -448,4 +451,5 @@ def test_resource_names_are_on_the_models() -> None:
         "taskbatches",
         "tasks",
         "taskqueues",
+        "taskschedules",
     }

@@ -38,6 +38,8 @@ OPERATOR_RULES = {
     ("kubetasks.dev", "taskruns/status"): {"patch"},
     ("kubetasks.dev", "taskbatches/status"): {"patch"},
     ("kubetasks.dev", "taskqueues/status"): {"patch"},
+    ("kubetasks.dev", "taskschedules"): {"get", "list", "watch"},
+    ("kubetasks.dev", "taskschedules/status"): {"patch"},
     ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
     ("", "pods"): {"get", "list", "watch"},
     ("", "events"): {"create", "list", "watch"},
