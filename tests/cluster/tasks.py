@@ -162,3 +162,10 @@ def say(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
             time.sleep(float(payload.get("sleep", 0)))
         print(line, flush=True)
     return {"printed": len(lines)}
+
+
+@task(id="tick")
+def tick(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """A schedule's task: sleeps as long as the run's metadata says, returns its payload."""
+    time.sleep(float(ctx.metadata.get("sleep", 0)))
+    return payload
