@@ -143,6 +143,8 @@ class ScheduleKeeper:
 
     async def _carry_out(self, key: Key, obj: Json, decision: ScheduleDecision) -> None:
         try:
+            # The gate holds only the urgent writes; the status follows on the background
+            # budget, so a second full of ticks creates its runs first.
             async with self._gate:
                 for name in decision.cancel:
                     await self.kube.cancel_run(key[0], name)
@@ -156,16 +158,16 @@ class ScheduleKeeper:
                         self.metrics.schedule_runs_created.inc()
                         self.metrics.schedule_tick_lag.observe(
                             max(0.0, self.clock() - decision.create.nominal))
-                if decision.missed:
-                    self.missed += decision.missed
-                    self.metrics.schedule_ticks_missed.inc(decision.missed)
-                if decision.event is not None:
-                    await self.kube.post_event(obj, *decision.event, kind="TaskSchedule")
-                if decision.status:
-                    patched = await self.kube.patch_schedule_status(key[0], key[1],
-                                                                    decision.status)
-                    if patched is not None:
-                        self.world.put_schedule(patched)
+            if decision.missed:
+                self.missed += decision.missed
+                self.metrics.schedule_ticks_missed.inc(decision.missed)
+            if decision.event is not None:
+                await self.kube.post_event(obj, *decision.event, kind="TaskSchedule")
+            if decision.status:
+                patched = await self.kube.patch_schedule_status(key[0], key[1],
+                                                                decision.status)
+                if patched is not None:
+                    self.world.put_schedule(patched)
         except asyncio.CancelledError:
             self._busy.pop(key, None)
             raise

@@ -82,8 +82,9 @@ class World:
         self.batches: dict[Key, Json] = {}
         self.schedules: dict[Key, Json] = {}
         self.changed_schedules: set[Key] = set()
-        # (namespace, schedule name) -> its runs, by the kubetasks.dev/schedule label
-        self.schedule_runs: dict[Key, set[Key]] = defaultdict(set)
+        # (namespace, schedule name) -> its unfinished runs, by the kubetasks.dev/schedule
+        # label (a schedule's finished runs pile up; they are never looked at)
+        self.schedule_unfinished: dict[Key, set[Key]] = defaultdict(set)
         # batch key -> item index -> run key, for runs whose spec.batch names the batch
         self.batch_runs: dict[Key, dict[int, Key]] = defaultdict(dict)
         # runs reused by batches through an idempotency key: run key -> batch keys
@@ -120,7 +121,10 @@ class World:
         self._index_run_for_batches(key, obj)
         schedule = (obj["metadata"].get("labels") or {}).get(LABEL_SCHEDULE)
         if schedule:
-            self.schedule_runs[(key[0], schedule)].add(key)
+            if ((obj.get("status") or {}).get("phase")) in TERMINAL:
+                self._unindex_schedule_run(key, schedule)
+            else:
+                self.schedule_unfinished[(key[0], schedule)].add(key)
         parent = (obj.get("spec") or {}).get("parent") or {}
         if parent.get("wait") and parent.get("uid"):
             self.children_of[parent["uid"]].add(key)
@@ -154,10 +158,8 @@ class World:
         affected: set[Key] = set()
         self._unindex_run_for_batches(key, existing or obj)
         schedule = ((existing or obj)["metadata"].get("labels") or {}).get(LABEL_SCHEDULE)
-        if schedule and (key[0], schedule) in self.schedule_runs:
-            self.schedule_runs[(key[0], schedule)].discard(key)
-            if not self.schedule_runs[(key[0], schedule)]:
-                del self.schedule_runs[(key[0], schedule)]
+        if schedule:
+            self._unindex_schedule_run(key, schedule)
         parent = ((existing or obj).get("spec") or {}).get("parent") or {}
         if parent.get("uid"):
             self.children_of[parent["uid"]].discard(key)
@@ -165,6 +167,13 @@ class World:
             if parent_key is not None:
                 affected.add(parent_key)
         return affected
+
+    def _unindex_schedule_run(self, key: Key, schedule: str) -> None:
+        runs = self.schedule_unfinished.get((key[0], schedule))
+        if runs is not None:
+            runs.discard(key)
+            if not runs:
+                del self.schedule_unfinished[(key[0], schedule)]
 
     def _index_run_for_batches(self, key: Key, obj: Json) -> None:
         batch = (obj.get("spec") or {}).get("batch") or {}
@@ -269,9 +278,8 @@ class World:
 
     def unfinished_schedule_runs(self, key: Key) -> tuple[str, ...]:
         """Names of the schedule's runs not in a final phase, oldest first."""
-        runs = [self.runs[k] for k in self.schedule_runs.get(key, ()) if k in self.runs]
-        unfinished = [r for r in runs
-                      if ((r.get("status") or {}).get("phase")) not in TERMINAL]
+        unfinished = [self.runs[k] for k in self.schedule_unfinished.get(key, ())
+                      if k in self.runs]
         unfinished.sort(key=lambda r: (r["metadata"].get("creationTimestamp") or "",
                                        r["metadata"]["name"]))
         return tuple(r["metadata"]["name"] for r in unfinished)
