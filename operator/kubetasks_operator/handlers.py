@@ -116,7 +116,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     metrics = await _serve_metrics(ours)
     api = _load_kube_client()
     kube = KubeAdapter(api, ours.write_qps, ours.write_burst, ours.fanout_qps,
-                       ours.fanout_burst, metrics=metrics)
+                       ours.fanout_burst, ours.schedule_qps, ours.schedule_burst,
+                       metrics=metrics)
     redis = Redis.from_url(ours.redis_url)
     world = World()
     # Rebuild the picture from the API before any decision: the Redis slot sets are derived

@@ -185,6 +185,7 @@ class Scheduler:
         self.world.changed_batches.update(self.world.batches)
         self.world.changed_schedules.update(self.world.schedules)
         self.batches.start()
+        self.schedules.start()
         self.ready.set()
 
     async def run_forever(self) -> None:

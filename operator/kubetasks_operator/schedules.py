@@ -12,6 +12,7 @@ tick, a retry) and the schedules the watch changed.
 from __future__ import annotations
 
 import asyncio
+import collections
 import heapq
 import logging
 import time
@@ -33,8 +34,9 @@ from kubetasks_operator.world import Json, Key, World
 
 log = logging.getLogger("kubetasks.schedules")
 RETRY_AFTER_ERROR = 2.0
-# Ticks of many schedules fall on the same second; their writes go out side by side.
-CONCURRENT_WRITES = 32
+# Ticks of many schedules fall on the same second; their runs are created side by side.
+TICK_WORKERS = 32
+STATUS_WORKERS = 8
 
 
 def tick_run(schedule: Json, run: TickRun) -> Json:
@@ -59,6 +61,12 @@ def tick_run(schedule: Json, run: TickRun) -> Json:
 
 
 class ScheduleKeeper:
+    """Decides each schedule when it changes or its tick comes, and hands the writes to a
+    fixed set of workers: ``TICK_WORKERS`` take the decisions that create or cancel runs,
+    ``STATUS_WORKERS`` the status writes that follow them (and the status-only ones), so a
+    second full of ticks creates its runs before it records them, and ten thousand status
+    writes at start-up hold a few coroutines, not ten thousand."""
+
     def __init__(
         self,
         world: World,
@@ -76,10 +84,31 @@ class ScheduleKeeper:
         self.metrics = metrics if metrics is not None else OperatorMetrics()
         self._timers: list[tuple[float, Key]] = []
         self._timer_at: dict[Key, float] = {}
-        self._busy: dict[Key, asyncio.Task[None]] = {}
-        self._gate = asyncio.Semaphore(CONCURRENT_WRITES)
+        # A schedule is in at most one of: _ticks / _statuses (waiting for a worker), _busy
+        # (a worker has it). Its decision waits in _decisions.
+        self._decisions: dict[Key, tuple[Json, ScheduleDecision]] = {}
+        self._ticks: collections.deque[Key] = collections.deque()
+        self._statuses: collections.deque[Key] = collections.deque()
+        self._busy: set[Key] = set()
+        self._tick_work = asyncio.Event()
+        self._status_work = asyncio.Event()
+        self._workers: list[asyncio.Task[None]] = []
         self.created = 0
         self.missed = 0
+
+    def start(self) -> None:
+        if not self._workers:
+            self._workers = [
+                *(asyncio.create_task(self._tick_worker(), name=f"kubetasks-tick-{n}")
+                  for n in range(TICK_WORKERS)),
+                *(asyncio.create_task(self._status_worker(), name=f"kubetasks-sched-{n}")
+                  for n in range(STATUS_WORKERS)),
+            ]
+
+    def stop(self) -> None:
+        for task in self._workers:
+            task.cancel()
+        self._workers = []
 
     # --- the pass ---------------------------------------------------------------------------
 
@@ -87,9 +116,6 @@ class ScheduleKeeper:
         while self._timers and self._timer_at.get(self._timers[0][1]) != self._timers[0][0]:
             heapq.heappop(self._timers)  # superseded
         return self._timers[0][0] if self._timers else None
-
-    def pending(self) -> bool:
-        return bool(self.world.changed_schedules)
 
     def _wake(self, key: Key, at: float | None) -> None:
         if at is None:
@@ -135,53 +161,118 @@ class ScheduleKeeper:
         )
         decision = decide_schedule(state, now)
         self._wake(key, decision.wake_at)
-        if decision.create or decision.cancel or decision.status or decision.event:
-            self._busy[key] = asyncio.create_task(self._carry_out(key, obj, decision),
-                                                  name=f"kubetasks-schedule-{key[1]}")
+        waiting = key in self._decisions
+        if not (decision.create or decision.cancel or decision.status or decision.event):
+            if waiting:  # what it waited to write is no longer needed
+                del self._decisions[key]
+            return
+        self._decisions[key] = (obj, decision)  # a newer decision replaces a waiting one
+        if decision.create or decision.cancel:
+            if key in self._statuses:
+                self._statuses.remove(key)
+                waiting = False
+            if not waiting:
+                self._ticks.append(key)
+                self._tick_work.set()
+        elif not waiting:
+            self._statuses.append(key)
+            self._status_work.set()
 
     # --- the writes -------------------------------------------------------------------------
 
-    async def _carry_out(self, key: Key, obj: Json, decision: ScheduleDecision) -> None:
-        try:
-            # The gate holds only the urgent writes; the status follows on the background
-            # budget, so a second full of ticks creates its runs first.
-            async with self._gate:
-                for name in decision.cancel:
-                    await self.kube.cancel_run(key[0], name)
-                if decision.create is not None:
-                    run, created = await self.kube.create_run(tick_run(obj, decision.create),
-                                                              background=False)
-                    if run is not None:
-                        self.touch_runs(self.world.put_run(run))
-                    if created:
-                        self.created += 1
-                        self.metrics.schedule_runs_created.inc()
-                        self.metrics.schedule_tick_lag.observe(
-                            max(0.0, self.clock() - decision.create.nominal))
-            if decision.missed:
-                self.missed += decision.missed
-                self.metrics.schedule_ticks_missed.inc(decision.missed)
-            if decision.event is not None:
-                await self.kube.post_event(obj, *decision.event, kind="TaskSchedule")
-            if decision.status:
-                patched = await self.kube.patch_schedule_status(key[0], key[1],
-                                                                decision.status)
-                if patched is not None:
-                    self.world.put_schedule(patched)
-        except asyncio.CancelledError:
-            self._busy.pop(key, None)
-            raise
-        except Exception:
-            log.exception("carrying out schedule %s/%s failed; retrying", *key)
-            self.metrics.error("schedule")
-            self._busy.pop(key, None)
-            self._wake(key, self.clock() + RETRY_AFTER_ERROR)
-        else:
-            self._busy.pop(key, None)
-            # Whatever changed while the writes were out is looked at now.
-            self.world.changed_schedules.add(key)
+    async def _next(self, queue: collections.deque[Key], work: asyncio.Event) -> Key:
+        while True:
+            while queue:
+                key = queue.popleft()
+                if key in self._decisions and key not in self._busy:
+                    self._busy.add(key)
+                    return key
+            work.clear()
+            await work.wait()
+
+    async def _tick_worker(self) -> None:
+        while True:
+            key = await self._next(self._ticks, self._tick_work)
+            obj, decision = self._decisions.pop(key)
+            try:
+                await self._create(key, decision)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("creating the run of schedule %s/%s failed; retrying", *key)
+                self._failed(key)
+                continue
+            if decision.status or decision.event or decision.missed:
+                # The key stays busy: no new decision before this one is recorded.
+                self._decisions[key] = (obj, decision)
+                self._statuses.append(key)
+                self._status_work.set()
+            else:
+                self._done(key)
+
+    async def _status_worker(self) -> None:
+        while True:
+            key = await self._next_status()
+            obj, decision = self._decisions.pop(key)
+            try:
+                await self._record(key, obj, decision)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("writing the status of schedule %s/%s failed; retrying", *key)
+                self._failed(key)
+                continue
+            self._done(key)
+
+    async def _next_status(self) -> Key:
+        """The next status write: of a tick already carried out (its key is busy), or a
+        status-only decision."""
+        while True:
+            while self._statuses:
+                key = self._statuses.popleft()
+                if key in self._decisions:
+                    self._busy.add(key)  # already busy after its tick, or now
+                    return key
+            self._status_work.clear()
+            await self._status_work.wait()
+
+    async def _create(self, key: Key, decision: ScheduleDecision) -> None:
+        for name in decision.cancel:
+            await self.kube.cancel_run(key[0], name)
+        if decision.create is None:
+            return
+        obj = self.world.schedules.get(key)
+        if obj is None:
+            return  # deleted meanwhile: no more ticks
+        run, created = await self.kube.create_run(tick_run(obj, decision.create), tick=True)
+        if run is not None:
+            self.touch_runs(self.world.put_run(run))
+        if created:
+            self.created += 1
+            self.metrics.schedule_runs_created.inc()
+            self.metrics.schedule_tick_lag.observe(
+                max(0.0, self.clock() - decision.create.nominal))
         self.poke()
 
-    def stop(self) -> None:
-        for task in list(self._busy.values()):
-            task.cancel()
+    async def _record(self, key: Key, obj: Json, decision: ScheduleDecision) -> None:
+        if decision.missed:
+            self.missed += decision.missed
+            self.metrics.schedule_ticks_missed.inc(decision.missed)
+        if decision.event is not None:
+            await self.kube.post_event(obj, *decision.event, kind="TaskSchedule")
+        if decision.status:
+            patched = await self.kube.patch_schedule_status(key[0], key[1], decision.status)
+            if patched is not None:
+                self.world.put_schedule(patched)
+
+    def _failed(self, key: Key) -> None:
+        self.metrics.error("schedule")
+        self._busy.discard(key)
+        self._wake(key, self.clock() + RETRY_AFTER_ERROR)
+        self.poke()
+
+    def _done(self, key: Key) -> None:
+        self._busy.discard(key)
+        # Whatever changed while the writes were out is looked at now.
+        self.world.changed_schedules.add(key)
+        self.poke()

@@ -76,6 +76,9 @@ class OperatorSettings(BaseModel):
     | KUBETASKS_WRITE_QPS / KUBETASKS_WRITE_BURST | client-side limit on API writes |
     | KUBETASKS_FANOUT_QPS / KUBETASKS_FANOUT_BURST | separate limit on the TaskRuns that |
     |   | batches create (300/s, bursts of 100) |
+    | KUBETASKS_SCHEDULE_QPS / KUBETASKS_SCHEDULE_BURST | separate limit on the TaskRuns |
+    |   | that schedule ticks create (500/s, bursts of 1000: a minute's ticks fall on one |
+    |   | second) |
     | KUBETASKS_REPAIR_INTERVAL | seconds between Redis repairs from the API (30) |
     | KUBETASKS_JOB_TTL_SECONDS | ttlSecondsAfterFinished of attempt Jobs (3600) |
     | KUBETASKS_WORKER_COMMAND | the attempt container's command (``kubetasks worker``) |
@@ -103,6 +106,8 @@ class OperatorSettings(BaseModel):
     write_burst: int = Field(default=400, ge=1)
     fanout_qps: float = Field(default=300.0, gt=0)
     fanout_burst: int = Field(default=100, ge=1)
+    schedule_qps: float = Field(default=500.0, gt=0)
+    schedule_burst: int = Field(default=1000, ge=1)
     repair_interval: float = Field(default=30.0, gt=0)
     job_ttl_seconds: int = Field(default=3600, ge=0)
     worker_command: list[str] = Field(default_factory=lambda: ["kubetasks", "worker"])

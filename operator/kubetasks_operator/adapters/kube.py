@@ -65,7 +65,8 @@ def _json(response: Any) -> Json:
 class KubeAdapter:
     def __init__(self, api: client.ApiClient, write_qps: float, write_burst: int,
                  fanout_qps: float = 300.0, fanout_burst: int = 100,
-                 threads: int = 24, fanout_threads: int = 8,
+                 schedule_qps: float = 500.0, schedule_burst: int = 1000,
+                 threads: int = 24, fanout_threads: int = 8, schedule_threads: int = 16,
                  metrics: OperatorMetrics | None = None) -> None:
         self.api = api
         self.custom = client.CustomObjectsApi(api)
@@ -79,19 +80,27 @@ class KubeAdapter:
         # Fan-out calls have their own threads too: queued behind a burst of status writes,
         # a batch's creates would crawl.
         self.fanout_pool = ThreadPoolExecutor(fanout_threads, thread_name_prefix="fanout")
+        # Schedule ticks too: a minute's ticks all come due in one second, and their runs
+        # must not queue behind (or hold up) the writes that move runs along.
+        self.tick_bucket = TokenBucket(schedule_qps, schedule_burst)
+        self.tick_pool = ThreadPoolExecutor(schedule_threads, thread_name_prefix="tick")
         self.instance = socket.gethostname()
         self.writes = 0
         self.metrics = metrics if metrics is not None else OperatorMetrics()
 
     async def _call(self, fn: Any, *args: Any, write: bool = True, background: bool = False,
-                    op: tuple[str, str] = ("other", "other"), **kwargs: Any) -> Any:
-        """Call the client in a thread; a write (``op``: verb, resource) takes a token."""
+                    tick: bool = False, op: tuple[str, str] = ("other", "other"),
+                    **kwargs: Any) -> Any:
+        """Call the client in a thread; a write (``op``: verb, resource) takes a token: of
+        the schedule ticks' budget (``tick``), the background one, or the main one."""
         if write:
-            await (self.fanout_bucket if background else self.bucket).take()
+            bucket = (self.tick_bucket if tick else
+                      self.fanout_bucket if background else self.bucket)
+            await bucket.take()
             self.writes += 1
             self.metrics.wrote(*op)
         loop = asyncio.get_running_loop()
-        pool = self.fanout_pool if background else self.pool
+        pool = self.tick_pool if tick else self.fanout_pool if background else self.pool
         return await loop.run_in_executor(pool, lambda: fn(*args, **kwargs))
 
     # --- reads (start-up rebuild) ----------------------------------------------------------
@@ -215,16 +224,16 @@ class KubeAdapter:
     async def get_run(self, namespace: str, name: str) -> Json | None:
         return await self._get_custom("taskruns", namespace, name)
 
-    async def create_run(self, body: Json, background: bool = True
-                         ) -> tuple[Json | None, bool]:
-        """Create a TaskRun, by default as background work (a batch's fan-out; a schedule's
-        tick is not background: it is due now); ``(run, created)``. AlreadyExists returns
-        the existing run (``None`` if it is gone again)."""
+    async def create_run(self, body: Json, tick: bool = False) -> tuple[Json | None, bool]:
+        """Create a TaskRun as background work (a batch's fan-out) or on the schedule ticks'
+        budget (``tick``); ``(run, created)``. AlreadyExists returns the existing run
+        (``None`` if it is gone again)."""
         meta = body["metadata"]
         try:
             resp = await self._call(self.custom.create_namespaced_custom_object, GROUP,
                                     VERSION, meta["namespace"], "taskruns", body,
-                                    background=background, op=("create", "taskruns"),
+                                    background=not tick, tick=tick,
+                                    op=("create", "taskruns"),
                                     _preload_content=False)
             return _json(resp), True
         except ApiException as exc:
@@ -326,3 +335,4 @@ class KubeAdapter:
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.fanout_pool.shutdown(wait=False, cancel_futures=True)
+        self.tick_pool.shutdown(wait=False, cancel_futures=True)
