@@ -14,7 +14,9 @@ Semantics (cronsim follows Debian cron):
 - ticks are wall-clock times in the schedule's time zone. On a spring-forward day a tick in
   the skipped hour (``30 2 * * *`` in Europe/Paris) fires once, at the first instant after
   the gap (03:00). On a fall-back day a tick at a fixed hour in the repeated hour fires once,
-  at its first occurrence; an expression with ``*`` in the hour field fires in both.
+  at its first occurrence. An expression whose minute or hour field starts with ``*``
+  (``*/30 * * * *``, ``*/15 2 * * *``) follows the clock instead (Debian cron's rule for
+  such jobs): it fires in both passes of a repeated hour and not at all in a skipped one.
 """
 
 from __future__ import annotations
@@ -66,6 +68,12 @@ def validate_cron(expression: str) -> str:
     if cron.startswith("@"):
         raise InvalidScheduleError(
             f"cron {expression!r}: macros such as @daily are not supported; {CRON_HELP}"
+        )
+    fields = len(cron.split(" "))
+    if fields != 5:
+        # cronsim also reads six fields (seconds first), which the CRD refuses.
+        raise InvalidScheduleError(
+            f"cron {expression!r} has {fields} field(s), not 5; {CRON_HELP}"
         )
     try:
         CronSim(cron, datetime(2000, 1, 1, tzinfo=UTC))
@@ -147,14 +155,24 @@ def previous_tick(
     """The last tick strictly before ``before`` (or at it, when ``inclusive``), UTC."""
     tz = zone(timezone)
     # Step back from just after (or at) ``before``; cronsim's reverse iteration is exclusive.
-    start = before.astimezone(tz)
+    # The step is taken in UTC: local arithmetic would drop the fold of a repeated hour.
+    start = before.astimezone(UTC)
     if inclusive or start.microsecond:
         start = start.replace(microsecond=0) + _ONE_SECOND
+    start = start.astimezone(tz)
     try:
         tick = next(CronSim(expression, start, reverse=True))
     except StopIteration:
         return None
     result = tick.astimezone(UTC)
+    if start.fold:
+        # In the second pass of a repeated hour cronsim steps back in wall-clock time for a
+        # fixed-hour expression, so it misses a first-pass tick whose wall time lies after
+        # ``start``'s (``30 2 * * *`` seen at 02:10 CET misses 02:30 CEST). Step forward to it.
+        following = next_tick(expression, timezone, result)
+        while following < before or (inclusive and following == before):
+            result = following
+            following = next_tick(expression, timezone, result)
     if result > before or (not inclusive and result == before):
         return None
     return result
