@@ -182,7 +182,9 @@ def decide_schedule(state: ScheduleState, now: float) -> ScheduleDecision:
 
     lateness = now - latest
     tick_run = run_name(state.name, latest)
-    if lateness > state.starting_deadline_seconds:
+    # A run of this tick that exists already was created in time by an earlier decision whose
+    # status write was lost: the tick ran, however late this decision comes.
+    if lateness > state.starting_deadline_seconds and tick_run not in state.unfinished_runs:
         conditions.set(SKIPPED, "True", MISSED_DEADLINE,
                        f"the tick at {rfc3339(latest)} came {lateness:.0f} s late, past "
                        f"startingDeadlineSeconds ({state.starting_deadline_seconds}); no run")

@@ -459,6 +459,24 @@ def test_the_ticks_own_run_neither_blocks_nor_is_cancelled(policy: str) -> None:
     assert alone.cancel == ()
 
 
+@pytest.mark.parametrize("policy", ["Allow", "Forbid", "Replace"])
+def test_a_tick_whose_run_exists_is_not_missed_however_late_the_decision(policy: str) -> None:
+    # The run was created on time, then the status write was lost (the operator was killed,
+    # or the patch failed); the next decision comes after the deadline.
+    state = due_state(concurrency_policy=policy, unfinished_runs=(OWN,))
+    decision = decide_schedule(state, NEXT + 900)
+    assert decision.create is not None and decision.create.name == OWN  # a no-op create
+    assert decision.cancel == ()
+    assert decision.missed == 0
+    assert decision.status["lastRun"] == OWN
+    assert decision.status["lastScheduleTime"] == "2026-01-11T02:00:00Z"
+    skipped = condition(decision.status, SKIPPED)
+    assert skipped is not None and (skipped["status"], skipped["reason"]) == ("False", RAN)
+    # Without its run, the same late tick is skipped.
+    late = decide_schedule(replace(state, unfinished_runs=()), NEXT + 900)
+    assert late.create is None and late.missed == 1
+
+
 def test_forbid_then_a_free_tick_runs_again() -> None:
     state = due_state(concurrency_policy="Forbid", unfinished_runs=("nightly-202601100200",))
     skipped = decide_schedule(state, NEXT + 1)
