@@ -125,21 +125,30 @@ def decide_schedule(state: ScheduleState, now: float) -> ScheduleDecision:
     patch: dict[str, Any] = {}
     conditions = _Conditions(stored.get("conditions") or [], now, state.generation)
 
+    expression: str | None = None
+    invalid = ""
     try:
         expression = cron.validate_cron(state.cron)
         cron.zone(state.timezone)
     except InvalidScheduleError as error:
-        conditions.set(READY, "False", INVALID_SCHEDULE, str(error))
+        invalid = str(error)
+    if expression is not None and not invalid:
+        _put(patch, stored, "description", cron.describe(expression))
+        _put(patch, stored, "timezone", state.timezone or cron.DEFAULT_TIMEZONE)
+
+    # Inactive first, valid or not: its ticks are never caught up, so once it is fixed and
+    # activated again, ticks count from then.
+    if not state.active:
+        message = "spec.active is false: ticks create no run"
+        conditions.set(READY, "False", INACTIVE,
+                       f"{message}; and the schedule is invalid: {invalid}" if invalid
+                       else message)
+        _put(patch, stored, "activeSince", None)
         _put(patch, stored, "nextScheduleTime", None)
         _put(patch, stored, "upcoming", None)
         return _finish(state, patch, conditions, wake_at=None)
-
-    _put(patch, stored, "description", cron.describe(expression))
-    _put(patch, stored, "timezone", state.timezone or cron.DEFAULT_TIMEZONE)
-
-    if not state.active:
-        conditions.set(READY, "False", INACTIVE, "spec.active is false: ticks create no run")
-        _put(patch, stored, "activeSince", None)
+    if expression is None or invalid:
+        conditions.set(READY, "False", INVALID_SCHEDULE, invalid)
         _put(patch, stored, "nextScheduleTime", None)
         _put(patch, stored, "upcoming", None)
         return _finish(state, patch, conditions, wake_at=None)

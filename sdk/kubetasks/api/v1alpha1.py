@@ -1042,9 +1042,10 @@ class TaskScheduleSpec(KubeModel):
     ]
     """Five-field cron expression (minute hour day-of-month month day-of-week), read in
     timezone: *, */n, ranges, lists, names, L, LW, 5L and 5#2. On a spring-forward day a
-    tick inside the skipped hour fires once, right after the gap; on a fall-back day a
-    fixed-hour tick in the repeated hour fires once (the first), and * in the hour field fires
-    in both."""
+    fixed-time tick inside the skipped hour fires once, right after the gap; on a fall-back
+    day a fixed-time tick in the repeated hour fires once (the first). An expression whose
+    minute or hour field starts with * (*/30 * * * *, */15 2 * * *) follows the clock
+    instead: it fires in both passes of a repeated hour and not at all in a skipped one."""
     timezone: Annotated[
         str,
         StringConstraints(min_length=1, max_length=64),

@@ -683,6 +683,20 @@ def test_an_invalid_schedule_says_so_and_never_wakes(expression: str, tz: str | 
     assert decide_schedule(applied(state, decision), now + 60).status == {}
 
 
+def test_an_invalid_inactive_schedule_is_inactive_and_not_caught_up_once_fixed() -> None:
+    state = settled(settled(schedule(), CREATED), TICK + 1)
+    state = settled(replace(state, cron="0 0 30 2 *", active=False, generation=2), TICK + 60)
+    ready = condition(state.status, READY)
+    assert ready is not None and ready["reason"] == INACTIVE
+    assert "Bad day-of-month" in ready["message"]
+    assert "activeSince" not in state.status
+    # Fixed and activated a minute after a tick that fell while it was inactive: not run.
+    fixed = replace(state, cron="0 2 * * *", active=True, generation=3)
+    decision = decide_schedule(fixed, NEXT + 60)
+    assert decision.create is None
+    assert decision.status["activeSince"] == rfc3339(NEXT + 60)
+
+
 def test_a_missing_task_is_reported_before_its_tick() -> None:
     decision = decide_schedule(schedule(task_exists=False), CREATED + 5)
     assert decision.create is None
