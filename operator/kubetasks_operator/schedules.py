@@ -93,6 +93,8 @@ class ScheduleKeeper:
         self._tick_work = asyncio.Event()
         self._status_work = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
+        self._creating = 0  # tick workers with a decision in hand
+        self._ticks_drained = asyncio.Event()
         self.created = 0
         self.missed = 0
 
@@ -194,6 +196,7 @@ class ScheduleKeeper:
         while True:
             key = await self._next(self._ticks, self._tick_work)
             obj, decision = self._decisions.pop(key)
+            self._creating += 1
             try:
                 await self._create(key, decision)
             except asyncio.CancelledError:
@@ -202,6 +205,10 @@ class ScheduleKeeper:
                 log.exception("creating the run of schedule %s/%s failed; retrying", *key)
                 self._failed(key)
                 continue
+            finally:
+                self._creating -= 1
+                if not self._creating and not self._ticks:
+                    self._ticks_drained.set()
             if decision.status or decision.event or decision.missed:
                 # The key stays busy: no new decision before this one is recorded.
                 self._decisions[key] = (obj, decision)
@@ -226,8 +233,12 @@ class ScheduleKeeper:
 
     async def _next_status(self) -> Key:
         """The next status write: of a tick already carried out (its key is busy), or a
-        status-only decision."""
+        status-only decision. None while runs of ticks are still to be created: the API
+        server serves those first."""
         while True:
+            while self._creating or self._ticks:
+                self._ticks_drained.clear()
+                await self._ticks_drained.wait()
             while self._statuses:
                 key = self._statuses.popleft()
                 if key in self._decisions:
