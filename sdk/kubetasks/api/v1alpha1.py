@@ -32,6 +32,8 @@ from pydantic import (
     model_validator,
 )
 
+from kubetasks.protocol.cron import CRON_PATTERN
+
 GROUP = "kubetasks.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -977,33 +979,10 @@ class TaskQueue(KubeModel):
 # --------------------------------------------------------------------------------------------
 # TaskSchedule
 
-# The cron grammar the API server checks (RE2), field by field. cronsim reads the same
-# grammar; the operator still checks each expression with it and reports InvalidSchedule for
-# what a pattern cannot see (a day that never comes, such as 30 2 *).
-_STEP = r"(/[1-9][0-9]?)?"
-
-
-def _cron_field(value: str, *extra: str) -> str:
-    item = rf"([*]|{value}(-{value})?){_STEP}"
-    alternatives = "|".join((item, *extra))
-    return rf"({alternatives})(,({alternatives}))*"
-
-
-_MONTHS = "JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC"
-_DAYS = "SUN|MON|TUE|WED|THU|FRI|SAT"
-CRON_PATTERN = (
-    "^(?i)"
-    + _cron_field(r"[0-5]?[0-9]")
-    + " "
-    + _cron_field(r"([01]?[0-9]|2[0-3])")
-    + " "
-    + _cron_field(r"(0?[1-9]|[12][0-9]|3[01])", "L", "LW")
-    + " "
-    + _cron_field(rf"(0?[1-9]|1[0-2]|{_MONTHS})")
-    + " "
-    + _cron_field(rf"([0-7]|{_DAYS})", rf"([0-7]|{_DAYS})L", rf"([0-7]|{_DAYS})#[1-5]")
-    + "$"
-)
+# The cron grammar the API server checks (RE2) is protocol.cron's CRON_PATTERN, which the
+# SDK checks too before it writes. cronsim reads the same grammar; the operator still checks
+# each expression with it and reports InvalidSchedule for what a pattern cannot see (a day
+# that never comes, such as 30 2 *).
 CRON_INVALID = (
     "spec.cron must be five fields separated by single spaces: minute (0-59), hour (0-23), "
     "day of month (1-31, L, LW), month (1-12, JAN-DEC) and day of week (0-7, SUN-SAT, 5L, "

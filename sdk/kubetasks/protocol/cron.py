@@ -22,6 +22,7 @@ Semantics (cronsim follows Debian cron):
 from __future__ import annotations
 
 import functools
+import re
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -38,6 +39,50 @@ CRON_HELP = (
     "use five fields: minute hour day-of-month month day-of-week, such as '0 2 * * *' "
     "(02:00 every day) or '*/15 9-17 * * MON-FRI'"
 )
+
+
+# The grammar, field by field, as RE2 patterns: the CRD's CEL rule on spec.cron is
+# CRON_PATTERN, and validate_cron checks the same fields after cronsim, so the SDK refuses
+# what the API server would (steps above 99, day of week 01, ...) and names the field.
+_STEP = r"(/[1-9][0-9]?)?"
+
+
+def _cron_field(value: str, *extra: str) -> str:
+    item = rf"([*]|{value}(-{value})?){_STEP}"
+    alternatives = "|".join((item, *extra))
+    return rf"({alternatives})(,({alternatives}))*"
+
+
+_MONTHS = "JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC"
+_DAYS = "SUN|MON|TUE|WED|THU|FRI|SAT"
+CRON_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("minute", "0-59", _cron_field(r"[0-5]?[0-9]")),
+    ("hour", "0-23", _cron_field(r"([01]?[0-9]|2[0-3])")),
+    ("day-of-month", "1-31, L, LW", _cron_field(r"(0?[1-9]|[12][0-9]|3[01])", "L", "LW")),
+    ("month", "1-12, JAN-DEC", _cron_field(rf"(0?[1-9]|1[0-2]|{_MONTHS})")),
+    ("day-of-week", "0-7, SUN-SAT, 5L, 5#2",
+     _cron_field(rf"([0-7]|{_DAYS})", rf"([0-7]|{_DAYS})L", rf"([0-7]|{_DAYS})#[1-5]")),
+)
+"""Each field's name, the values it takes, and its pattern, in order."""
+CRON_PATTERN = "^(?i)" + " ".join(pattern for _, _, pattern in CRON_FIELDS) + "$"
+"""The whole expression (RE2, case-insensitive): the CRD's rule on spec.cron."""
+
+
+@functools.cache
+def _field_patterns() -> tuple[re.Pattern[str], ...]:
+    return tuple(re.compile(pattern, re.IGNORECASE) for _, _, pattern in CRON_FIELDS)
+
+
+def _check_pattern(expression: str, cron: str) -> None:
+    """InvalidScheduleError naming the field the API server's pattern would refuse though
+    cronsim reads it (``*/100``, day of week ``01``)."""
+    for value, (name, takes, _), pattern in zip(cron.split(" "), CRON_FIELDS,
+                                                _field_patterns(), strict=True):
+        if not pattern.fullmatch(value):
+            raise InvalidScheduleError(
+                f"cron {expression!r}: the {name} field {value!r} is not valid; it takes "
+                f"{takes} as *, */n (n up to 99), a value, a range a-b, or a list of these; "
+                f"{CRON_HELP}")
 
 
 @functools.cache
@@ -79,6 +124,7 @@ def validate_cron(expression: str) -> str:
         CronSim(cron, datetime(2000, 1, 1, tzinfo=UTC))
     except CronSimError as error:
         raise InvalidScheduleError(f"cron {expression!r}: {error}; {CRON_HELP}") from None
+    _check_pattern(expression, cron)
     return cron
 
 
