@@ -10,7 +10,9 @@
 'Delayed'
 """
 
-from kubetasks import batch, idempotency_keys, runs, tasks
+from typing import TYPE_CHECKING, Any
+
+from kubetasks import batch, idempotency_keys, runs, schedules, tasks
 from kubetasks._internal.client import Client, configure
 from kubetasks.batch import Batch, BatchHandle, BatchItem
 from kubetasks.context import Context
@@ -26,6 +28,7 @@ from kubetasks.errors import (
     InvalidDurationError,
     InvalidOptionError,
     InvalidPayloadError,
+    InvalidScheduleError,
     KubeConfigError,
     KubetasksError,
     MetadataTooLargeError,
@@ -37,6 +40,8 @@ from kubetasks.errors import (
     PayloadTooLargeError,
     RunNotDelayedError,
     RunPollTimeoutError,
+    ScheduleConflictError,
+    ScheduleNotFoundError,
     StorageNotConfiguredError,
     TaskDefinitionError,
     TaskRunCanceledError,
@@ -47,7 +52,11 @@ from kubetasks.handles import Result, Run, RunAttempt, RunError, RunHandle
 from kubetasks.idempotency_keys import IdempotencyKey
 from kubetasks.options import Queue, RetryOptions, TriggerOptionsDict, queue
 from kubetasks.protocol.storage import StorageSettings
+from kubetasks.schedules import CronSchedule, Schedule, ScheduleCondition, schedule
 from kubetasks.tasks import Task, task
+
+if TYPE_CHECKING:
+    from kubetasks.scheduled_payload import ScheduledPayload
 
 __version__ = "0.1.0"
 
@@ -62,6 +71,7 @@ __all__ = [
     "BatchTooLargeError",
     "Client",
     "Context",
+    "CronSchedule",
     "IdempotencyKey",
     "IdempotencyKeyConflictError",
     "InvalidBatchError",
@@ -69,6 +79,7 @@ __all__ = [
     "InvalidDurationError",
     "InvalidOptionError",
     "InvalidPayloadError",
+    "InvalidScheduleError",
     "KubeConfigError",
     "KubetasksError",
     "MetadataTooLargeError",
@@ -87,6 +98,11 @@ __all__ = [
     "RunHandle",
     "RunNotDelayedError",
     "RunPollTimeoutError",
+    "Schedule",
+    "ScheduleCondition",
+    "ScheduleConflictError",
+    "ScheduleNotFoundError",
+    "ScheduledPayload",
     "StorageNotConfiguredError",
     "StorageSettings",
     "Task",
@@ -100,6 +116,18 @@ __all__ = [
     "idempotency_keys",
     "queue",
     "runs",
+    "schedule",
+    "schedules",
     "task",
     "tasks",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # ScheduledPayload is a pydantic model: pydantic is loaded when it is first asked for,
+    # not by `import kubetasks`.
+    if name == "ScheduledPayload":
+        from kubetasks.scheduled_payload import ScheduledPayload
+
+        return ScheduledPayload
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

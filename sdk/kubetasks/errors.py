@@ -228,6 +228,12 @@ class ScheduleNotFoundError(KubetasksError, LookupError):
         self.namespace = namespace
 
 
+class ScheduleConflictError(KubetasksError):
+    """A schedule cannot be changed this way: it is declared in code (``@task(cron=...)``,
+    applied by ``kubetasks deploy``), or the name of a deduplication key's schedule is
+    taken by a schedule of another key."""
+
+
 class BatchPollTimeoutError(KubetasksError, TimeoutError):
     """A batch did not finish within the time a caller was willing to wait."""
 

@@ -1,6 +1,6 @@
-"""Trigger options and task settings in the SDK's Python form, and their translation into
-the API's values: durations, delays, queues, retry options, tags and metadata. Pure: no I/O;
-the clock is passed in."""
+"""Trigger options, schedule options and task settings in the SDK's Python form, and their
+translation into the API's values: durations, delays, queues, retry options, tags, metadata,
+cron expressions and time zones. Pure: no I/O; the clock is passed in."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from kubetasks.idempotency_keys import IdempotencyKey
 from kubetasks.protocol.payloads import encode_json
 
 if TYPE_CHECKING:
-    from kubetasks.api.v1alpha1 import Machine, QueueSpec, TriggerOptions
+    from kubetasks.api.v1alpha1 import ConcurrencyPolicy, Machine, QueueSpec, TriggerOptions
 
 ONE_YEAR = 365 * 24 * 3600
 THIRTY_DAYS = 30 * 24 * 3600
@@ -353,10 +353,36 @@ def to_trigger_options(
     fields: dict[str, Any] = {}
     if "delay" in options:
         fields["delay_until"] = parse_delay(options["delay"], now)
+    fields.update(_idempotency_fields(options, key))
+    fields.update(run_option_fields(options))
+    if "priority" in options:
+        fields["priority"] = whole_seconds(options["priority"], "priority", minimum=0,
+                                           maximum=THIRTY_DAYS)
+    try:
+        return TriggerOptions(**fields)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'options'}: {err['msg']}"
+            for err in exc.errors())
+        raise InvalidOptionError(f"invalid trigger options: {problems}") from None
+
+
+RUN_OPTIONS = ("ttl", "queue", "concurrency_key", "max_attempts", "tags", "metadata",
+               "max_duration", "machine")
+"""The options that shape how a run runs, shared by triggers and schedules."""
+
+
+def run_option_fields(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The API's fields (Python names, as in ``TriggerOptions``) of the options in
+    :data:`RUN_OPTIONS` that ``options`` gives; the others are ignored.
+
+    >>> run_option_fields({"ttl": "1h", "queue": "emails", "delay": "1m"})
+    {'ttl_seconds': 3600, 'queue': QueueSpec(name='emails', concurrency_limit=None)}
+    """
+    fields: dict[str, Any] = {}
     if "ttl" in options:
         fields["ttl_seconds"] = whole_seconds(options["ttl"], "ttl", minimum=0,
                                               maximum=ONE_YEAR)
-    fields.update(_idempotency_fields(options, key))
     if "queue" in options:
         fields["queue"] = _queue_spec(options["queue"])
     if "concurrency_key" in options:
@@ -371,17 +397,8 @@ def to_trigger_options(
         fields["max_duration_seconds"] = whole_seconds(
             options["max_duration"], "max_duration", minimum=1, maximum=ONE_YEAR)
     if "machine" in options:
-        fields["machine"] = options["machine"]
-    if "priority" in options:
-        fields["priority"] = whole_seconds(options["priority"], "priority", minimum=0,
-                                           maximum=THIRTY_DAYS)
-    try:
-        return TriggerOptions(**fields)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'options'}: {err['msg']}"
-            for err in exc.errors())
-        raise InvalidOptionError(f"invalid trigger options: {problems}") from None
+        fields["machine"] = _machine(options["machine"])
+    return fields
 
 
 def _idempotency_fields(options: TriggerOptionsDict, key: IdempotencyKey | None
@@ -422,3 +439,139 @@ def _max_attempts(value: Any) -> int:
         raise InvalidOptionError(
             f"max_attempts is {value!r}; use a whole number from 1 (no retries) to 100")
     return value
+
+
+def _machine(value: Any) -> Machine:
+    import typing
+
+    from kubetasks.api.v1alpha1 import Machine as MachinePreset
+
+    presets: tuple[Machine, ...] = typing.get_args(MachinePreset)
+    if value not in presets:
+        raise InvalidOptionError(f"machine {value!r} is not a machine preset; use one of "
+                                 f"{', '.join(presets)}")
+    return typing.cast("Machine", value)
+
+
+# --- schedule options ------------------------------------------------------------------------
+
+
+class ScheduleOptionsDict(TypedDict, total=False):
+    """The keyword options of ``schedules.create``, and of ``schedules.update``, where
+    ``None`` unsets an option: how the cron is read, what a tick does while an earlier run
+    is unfinished, and the options of every run the schedule triggers."""
+
+    timezone: str | None
+    """IANA time zone the cron is read in, e.g. 'Europe/Paris'; None means UTC."""
+    external_id: str | None
+    """Your own id for the schedule (e.g. a user id); every run's payload carries it."""
+    active: bool
+    """False: ticks create no run until the schedule is activated again."""
+    concurrency_policy: ConcurrencyPolicy | None
+    """A tick while a run of the schedule is unfinished: 'Allow' (the default) runs anyway,
+    'Forbid' skips the tick, 'Replace' cancels the unfinished run and runs."""
+    starting_deadline: Duration | None
+    """How late a tick may still create its run, e.g. after the operator was down (default
+    300 s); a later tick is skipped."""
+    queue: str | Queue | None
+    """Queue of every run, instead of the task's."""
+    concurrency_key: str | None
+    """Concurrency key of every run."""
+    ttl: Duration | None
+    """Expire a run that has not started this long after it was enqueued; 0 disables."""
+    max_attempts: int | None
+    """Attempts before a run fails, overriding the task's retry policy."""
+    max_duration: Duration | None
+    """Stop each attempt after this long (the run ends TimedOut)."""
+    machine: Machine | None
+    """Machine preset of every run."""
+    tags: str | Sequence[str] | None
+    """Up to 10 tags of every run."""
+    metadata: Mapping[str, Any] | None
+    """Small JSON values every run can read as ``ctx.run.metadata``."""
+
+
+class ScheduleChangesDict(ScheduleOptionsDict, total=False):
+    """What ``schedules.update`` may change: the options, the task and the cron."""
+
+    task: str
+    """Id of the task each tick triggers."""
+    cron: str
+    """Five-field cron expression, e.g. '0 2 * * *'."""
+
+
+_SCHEDULE_FIELDS = {
+    "task": "task", "cron": "cron", "timezone": "timezone", "external_id": "external_id",
+    "active": "active", "concurrency_policy": "concurrency_policy",
+    "starting_deadline": "starting_deadline_seconds", "ttl": "ttl_seconds", "queue": "queue",
+    "concurrency_key": "concurrency_key", "max_attempts": "max_attempts", "tags": "tags",
+    "metadata": "metadata", "max_duration": "max_duration_seconds", "machine": "machine",
+}
+"""Each schedule option and the TaskScheduleSpec field (Python name) it sets."""
+_REQUIRED_SCHEDULE_OPTIONS = frozenset({"task", "cron", "active"})
+
+
+def to_schedule_fields(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``TaskScheduleSpec`` fields (Python names) of schedule options, each checked; an
+    option given as ``None`` maps to ``None`` (unset). The run options are read as the
+    trigger options are (:func:`run_option_fields`).
+
+    >>> to_schedule_fields({"cron": "0  2 * * *", "timezone": None, "ttl": "1h"})
+    {'timezone': None, 'cron': '0 2 * * *', 'ttl_seconds': 3600}
+    """
+    from kubetasks.protocol.cron import validate_cron, validate_timezone
+
+    unknown = sorted(set(options) - set(_SCHEDULE_FIELDS))
+    if unknown:
+        raise InvalidOptionError(
+            f"unknown schedule option(s) {', '.join(unknown)}; the options are "
+            f"{', '.join(sorted(_SCHEDULE_FIELDS))}")
+    fields: dict[str, Any] = {}
+    for name, value in options.items():
+        if value is None:
+            if name in _REQUIRED_SCHEDULE_OPTIONS:
+                raise InvalidOptionError(f"{name} cannot be None; give a value or leave it "
+                                         "out")
+            fields[_SCHEDULE_FIELDS[name]] = None
+    given = {name: value for name, value in options.items() if value is not None}
+    if "task" in given:
+        fields["task"] = check_dns_label(given["task"], "task id", "send-email")
+    if "cron" in given:
+        fields["cron"] = validate_cron(given["cron"])
+    if "timezone" in given:
+        fields["timezone"] = validate_timezone(given["timezone"])
+    if "external_id" in given:
+        fields["external_id"] = check_text(given["external_id"], "external_id")
+    if "active" in given:
+        if not isinstance(given["active"], bool):
+            raise InvalidOptionError(f"active is {given['active']!r}; use True or False")
+        fields["active"] = given["active"]
+    if "concurrency_policy" in given:
+        fields["concurrency_policy"] = _concurrency_policy(given["concurrency_policy"])
+    if "starting_deadline" in given:
+        fields["starting_deadline_seconds"] = whole_seconds(
+            given["starting_deadline"], "starting_deadline", minimum=1, maximum=ONE_YEAR)
+    fields.update(run_option_fields(given))
+    return fields
+
+
+def check_text(value: Any, option: str, maximum: int = 256) -> str:
+    """A string option of 1 to ``maximum`` characters (an external id, a key)."""
+    if not isinstance(value, str) or not 1 <= len(value) <= maximum:
+        raise InvalidOptionError(
+            f"{option} {value!r} must be a string of 1 to {maximum} characters")
+    return value
+
+
+def _concurrency_policy(value: Any) -> ConcurrencyPolicy:
+    import typing
+
+    from kubetasks.api.v1alpha1 import ConcurrencyPolicy as Policy
+
+    policies: tuple[ConcurrencyPolicy, ...] = typing.get_args(Policy)
+    if value not in policies:
+        raise InvalidOptionError(
+            f"concurrency_policy {value!r} is not a policy; use 'Allow' (a tick runs even "
+            "while an earlier run is unfinished), 'Forbid' (it is skipped) or 'Replace' (the "
+            "unfinished run is canceled)")
+    return typing.cast("ConcurrencyPolicy", value)

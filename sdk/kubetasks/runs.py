@@ -30,7 +30,8 @@ from kubetasks.handles import (
     retrieve_run,
 )
 from kubetasks.options import Delay
-from kubetasks.protocol.pod import LABEL_BATCH, label_value
+from kubetasks.protocol.pod import LABEL_BATCH, LABEL_SCHEDULE, label_value
+from kubetasks.schedules import ScheduleRef, split_schedule_id
 
 T = TypeVar("T")
 
@@ -79,6 +80,7 @@ def list(
     task: str | None = None,
     tag: str | None = None,
     batch: BatchRef | None = None,
+    schedule: ScheduleRef | None = None,
     queue: str | None = None,
     limit: int | None = None,
     namespace: str | None = None,
@@ -92,17 +94,27 @@ def list(
     by label on the server; a batch id's namespace is used when ``namespace`` is not given.
     A run that an item's idempotency key reused from an earlier trigger belongs to that
     trigger and is not listed here; ``BatchHandle.runs()`` gives every item's run.
+    ``schedule`` (a schedule id or name, or a Schedule) lists the runs its ticks created,
+    selected by label on the server, like ``batch``.
 
     >>> failed = list(runs.list(status=["Failed", "Crashed"], task="send-email", limit=20))
     ... # doctest: +SKIP
     >>> of_batch = list(runs.list(batch=handle.id))      # doctest: +SKIP
+    >>> of_schedule = list(runs.list(schedule="jobs/nightly-report"))   # doctest: +SKIP
     """
     client = default_client()
-    batch_name = selector = None
+    batch_name = None
+    selectors = []
     if batch is not None:
         batch_namespace, batch_name = split_batch_id(batch, namespace or client.namespace)
         namespace = namespace or batch_namespace
-        selector = f"{LABEL_BATCH}={label_value(batch_name)}"
+        selectors.append(f"{LABEL_BATCH}={label_value(batch_name)}")
+    if schedule is not None:
+        schedule_namespace, schedule_name = split_schedule_id(
+            schedule, namespace or client.namespace)
+        namespace = namespace or schedule_namespace
+        selectors.append(f"{LABEL_SCHEDULE}={label_value(schedule_name)}")
+    selector = ",".join(selectors) or None
     if namespace is not None:
         client = client.in_namespace(namespace)
     statuses = None

@@ -33,6 +33,7 @@ from kubetasks.options import (
     TriggerOptionsDict,
     whole_seconds,
 )
+from kubetasks.schedules import CronSchedule, as_cron_schedule
 
 if typing.TYPE_CHECKING:
     from kubetasks.api.v1alpha1 import Machine
@@ -67,6 +68,7 @@ class Task(Generic[PayloadT, OutputT]):
         machine: Machine | None = None,
         max_duration: Duration | None = None,
         ttl: Duration | None = None,
+        cron: str | CronSchedule | None = None,
     ) -> None:
         if not isinstance(id, str) or len(id) > 63 or not _TASK_ID.match(id):
             raise TaskDefinitionError(
@@ -92,6 +94,8 @@ class Task(Generic[PayloadT, OutputT]):
                 else whole_seconds(max_duration, "max_duration", minimum=1, maximum=ONE_YEAR))
             self.ttl_seconds = (None if ttl is None
                                 else whole_seconds(ttl, "ttl", minimum=0, maximum=ONE_YEAR))
+            # The declarative schedule, which `kubetasks deploy` applies.
+            self.schedule = None if cron is None else as_cron_schedule(cron)
         except InvalidOptionError as exc:
             raise TaskDefinitionError(f"task {id!r}: {exc}") from None
         self.id = id
@@ -257,19 +261,20 @@ class TaskDecorator:
 
     def __init__(self, id: str, *, queue: Queue | None, retry: RetryOptions | None,
                  machine: Machine | None, max_duration: Duration | None,
-                 ttl: Duration | None) -> None:
+                 ttl: Duration | None, cron: str | CronSchedule | None) -> None:
         self.id = id
         self.queue = queue
         self.retry = retry
         self.machine: Machine | None = machine
         self.max_duration = max_duration
         self.ttl = ttl
+        self.cron = cron
         # Check the settings now, at the decorator, not when the function arrives.
         self._make(_check_only)
 
     def _make(self, fn: Callable[[Any, Context], Any]) -> Task[Any, Any]:
         return Task(self.id, fn, queue=self.queue, retry=self.retry, machine=self.machine,
-                    max_duration=self.max_duration, ttl=self.ttl)
+                    max_duration=self.max_duration, ttl=self.ttl, cron=self.cron)
 
     @overload
     def __call__(
@@ -294,9 +299,14 @@ def task(
     machine: Machine | None = None,
     max_duration: Duration | None = None,
     ttl: Duration | None = None,
+    cron: str | CronSchedule | None = None,
 ) -> TaskDecorator:
     """Define a task from a function ``(payload, ctx) -> output`` (sync or async). The
     payload and output types come from the annotations (pydantic models or JSON types).
+
+    ``cron`` runs it on a schedule once ``kubetasks deploy`` applied it: a cron string (UTC)
+    or :func:`kubetasks.schedule` (a time zone, a concurrency policy); its payload is then a
+    :class:`kubetasks.ScheduledPayload`. The cron and time zone are checked here.
 
     >>> from kubetasks import RetryOptions, queue, task
     >>> @task(id="send-email", queue=queue("emails", concurrency_limit=5),
@@ -304,9 +314,12 @@ def task(
     ...       machine="small-1x", max_duration=300, ttl="10m")
     ... async def send_email(payload: dict, ctx) -> dict:
     ...     return {"sent": True}
+    >>> from kubetasks import ScheduledPayload, schedule
+    >>> @task(id="nightly-report", cron=schedule("0 2 * * *", timezone="Europe/Paris"))
+    ... def nightly_report(payload: ScheduledPayload, ctx) -> None: ...
     """
     return TaskDecorator(id, queue=queue, retry=retry, machine=machine,
-                         max_duration=max_duration, ttl=ttl)
+                         max_duration=max_duration, ttl=ttl, cron=cron)
 
 
 def _check_only(payload: Any, ctx: Context) -> None:

@@ -417,6 +417,13 @@ class KubeApi:
                                     content_type="application/merge-patch+json")
         return result
 
+    def delete_object(self, plural: str, namespace: str, name: str,
+                      uid: str | None = None) -> None:
+        """Delete the object; with ``uid``, only if it is still that object (a 409 if the
+        name now holds another)."""
+        body = None if uid is None else {"preconditions": {"uid": uid}}
+        self.request("DELETE", self.path(plural, namespace, name), body=body)
+
     def apply(self, plural: str, namespace: str, name: str, body: Json,
               field_manager: str) -> Json:
         """Server-side apply: ``body`` states the fields this manager owns."""

@@ -24,6 +24,8 @@ ANNOTATION_SCHEDULE_TIME = "kubetasks.dev/schedule-time"
 # On TaskSchedules: "declarative" (from @task(cron=...), owned by `kubetasks deploy`) or
 # "imperative" (schedules.create); and the digest of the deduplication key.
 LABEL_SCHEDULE_TYPE = "kubetasks.dev/schedule-type"
+SCHEDULE_DECLARATIVE = "declarative"
+SCHEDULE_IMPERATIVE = "imperative"
 LABEL_DEDUPLICATION_KEY = "kubetasks.dev/deduplication-key"
 MANAGED_BY = "kubetasks"
 
