@@ -230,7 +230,8 @@ def worker() -> None:
 def deploy(ctx: click.Context, image: str, namespace: str | None, env_vars: tuple[str, ...],
            service_account: str | None, dry_run: bool, module: str) -> None:
     """Create or update the Task and TaskQueue objects of every task in MODULE
-    (an import path such as myapp.tasks)."""
+    (an import path such as myapp.tasks), and the TaskSchedule of every task declared with
+    @task(cron=...); delete the declarative schedules MODULE no longer declares."""
     import os
 
     import yaml
@@ -256,10 +257,14 @@ def deploy(ctx: click.Context, image: str, namespace: str | None, env_vars: tupl
 
         client = configure(namespace=namespace or ctx.obj.get("namespace"),
                            kubeconfig=ctx.obj.get("kubeconfig"))
-        for obj in deploying.apply(client, objects):
+        deployed = deploying.deploy(client, module, objects)
+        for obj in deployed.applied:
             kind, name = obj["kind"], obj["metadata"]["name"]
-            detail = f" ({obj['spec']['entrypoint']})" if kind == "Task" else ""
-            click.echo(f"{kind.lower()}/{name} applied in {client.namespace}{detail}")
+            click.echo(f"{kind.lower()}/{name} applied in {client.namespace}"
+                       f"{deploying.applied_detail(obj)}")
+        for obj in deployed.deleted:
+            click.echo(f"taskschedule/{obj['metadata']['name']} deleted in {client.namespace} "
+                       f"(no longer declared in {module})")
     except (KubetasksError, ImportError) as exc:
         if ctx.obj["debug"]:
             raise

@@ -152,7 +152,7 @@ class DevSession:
             except ImportError as exc:
                 raise DevError(f"cannot import {module!r} ({exc}); run from the directory "
                                "that holds it, or set PYTHONPATH") from None
-            applied = deploying.apply(client, objects)
+            applied = deploying.deploy(client, module, objects).applied
             tasks = [o["metadata"]["name"] for o in applied if o["kind"] == "Task"]
             self.say(f"deployed {len(tasks)} task(s) from {module}: {', '.join(tasks)}")
 

@@ -1,5 +1,6 @@
-"""``kubetasks deploy``'s objects: one Task per task (entrypoint = module:attribute) and
-one TaskQueue per declared queue."""
+"""``kubetasks deploy``'s objects: one Task per task (entrypoint = module:attribute), one
+TaskQueue per declared queue, one TaskSchedule per task declared with a cron, and which
+declarative schedules a deploy removes."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from kubetasks import Context, RetryOptions, TaskDefinitionError, queue, task
+from kubetasks import Context, RetryOptions, TaskDefinitionError, queue, schedule, task
 from kubetasks.cli import main
-from kubetasks.cli.deployment import manifests
+from kubetasks.cli.deployment import applied_detail, manifests, stale_schedules
 
 
 @pytest.fixture
@@ -82,3 +83,78 @@ def test_deploy_dry_run_prints_yaml_and_a_module_without_tasks_is_an_error(
     empty = runner.invoke(main, ["deploy", "--image", "img", "--dry-run", "json"])
     assert empty.exit_code == 1
     assert "defines no tasks" in empty.output
+
+
+# --- declarative schedules -------------------------------------------------------------------
+
+
+@pytest.fixture
+def scheduled_module() -> Iterator[str]:
+    name = "kubetasks_unit_deploy_scheduled"
+    mod = types.ModuleType(name)
+
+    def nightly(payload: Any, ctx: Context) -> None: ...
+
+    def hourly(payload: Any, ctx: Context) -> None: ...
+
+    def plain(payload: Any, ctx: Context) -> None: ...
+
+    nightly.__module__ = hourly.__module__ = plain.__module__ = name
+    mod.nightly = task(id="unit-nightly-report",  # type: ignore[attr-defined]
+                       cron=schedule("0 2 * * *", timezone="Europe/Paris",
+                                     concurrency_policy="Forbid", starting_deadline="10m")
+                       )(nightly)
+    mod.hourly = task(id="unit-hourly", cron="0 * * * *")(hourly)  # type: ignore[attr-defined]
+    mod.plain = task(id="unit-plain")(plain)  # type: ignore[attr-defined]
+    sys.modules[name] = mod
+    try:
+        yield name
+    finally:
+        del sys.modules[name]
+
+
+def test_a_task_with_a_cron_gets_a_declarative_schedule_after_the_tasks(
+        scheduled_module: str) -> None:
+    objects = manifests(scheduled_module, "img")
+    assert [(o["kind"], o["metadata"]["name"]) for o in objects] == [
+        ("Task", "unit-hourly"), ("Task", "unit-nightly-report"), ("Task", "unit-plain"),
+        ("TaskSchedule", "unit-hourly"), ("TaskSchedule", "unit-nightly-report")]
+    nightly = objects[4]
+    assert nightly["metadata"] == {
+        "name": "unit-nightly-report",
+        "labels": {"app.kubernetes.io/managed-by": "kubetasks",
+                   "kubetasks.dev/schedule-type": "declarative"},
+        "annotations": {"kubetasks.dev/deployed-from": scheduled_module},
+    }
+    # No `active`: deploy does not own it, so a deactivated schedule stays deactivated.
+    assert nightly["spec"] == {"task": "unit-nightly-report", "cron": "0 2 * * *",
+                               "timezone": "Europe/Paris", "concurrencyPolicy": "Forbid",
+                               "startingDeadlineSeconds": 600}
+    assert objects[3]["spec"] == {"task": "unit-hourly", "cron": "0 * * * *"}
+    assert applied_detail(nightly) == (
+        " (cron '0 2 * * *' in Europe/Paris: At 02:00, every day)")
+
+
+def declared(name: str, module: str) -> dict[str, Any]:
+    return {"kind": "TaskSchedule", "metadata": {
+        "name": name, "annotations": {"kubetasks.dev/deployed-from": module}}}
+
+
+def test_a_deploy_removes_only_the_schedules_its_module_no_longer_declares(
+        scheduled_module: str) -> None:
+    objects = manifests(scheduled_module, "img")
+    existing = [
+        declared("unit-hourly", scheduled_module),       # still declared: kept
+        declared("unit-plain", "elsewhere"),             # its task has no cron now: removed
+        declared("unit-gone", scheduled_module),         # its task left the module: removed
+        declared("other-app-task", "other.app"),         # another module's: kept
+    ]
+    stale = stale_schedules(existing, scheduled_module, objects)
+    assert [obj["metadata"]["name"] for obj in stale] == ["unit-plain", "unit-gone"]
+
+
+def test_dry_run_shows_the_schedules(scheduled_module: str) -> None:
+    result = CliRunner().invoke(main, ["deploy", "--image", "img", "--dry-run",
+                                       scheduled_module])
+    assert result.exit_code == 0, result.output
+    assert "kind: TaskSchedule" in result.output and "cron: 0 2 * * *" in result.output
