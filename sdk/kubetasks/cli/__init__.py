@@ -1,8 +1,9 @@
 """The ``kubetasks`` command line.
 
 This module is the main group and its registration; the commands that trigger and manage
-runs live in ``runs.py`` (formatting in ``output.py``) and are imported only when
-used, so that ``kubetasks worker``, which starts once per attempt, does not pay for them.
+runs live in ``runs.py``, those of batches and queues in ``inspect.py``, those of schedules
+in ``schedules.py`` (formatting in ``output.py``), and are imported only when used, so
+that ``kubetasks worker``, which starts once per attempt, does not pay for them.
 
 Errors print one line on stderr (``error: ...``) and exit 1; usage errors exit 2;
 ``--debug`` shows the traceback instead.
@@ -25,6 +26,7 @@ LAZY_COMMANDS = {
     "runs": "kubetasks.cli.runs:runs_group",
     "batches": "kubetasks.cli.inspect:batches_group",
     "queues": "kubetasks.cli.inspect:queues_group",
+    "schedules": "kubetasks.cli.schedules:schedules_group",
 }
 
 

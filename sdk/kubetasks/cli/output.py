@@ -1,5 +1,5 @@
-"""What the ``kubetasks`` command prints: runs, batches and queues as plain data (for
-``-o json`` and ``-o yaml``) and as rich tables (the default ``-o table``), plus the small
+"""What the ``kubetasks`` command prints: runs, batches, queues and schedules as plain data
+(for ``-o json`` and ``-o yaml``) and as rich tables (the default ``-o table``), plus the small
 parsers of command-line values. Pure: no API calls, the clock is passed in.
 
 >>> format_age(3 * 3600 + 5 * 60)
@@ -22,6 +22,7 @@ from rich.text import Text
 
 from kubetasks.batch import Batch
 from kubetasks.handles import TERMINAL_PHASES, Run, RunAttempt, RunError
+from kubetasks.schedules import Schedule
 
 OUTPUT_FORMATS = ("table", "json", "yaml")
 
@@ -139,6 +140,7 @@ def _plain(value: Any) -> Any:
 
 _RUN_INTERNALS = frozenset({"raw", "client", "output_type"})
 _BATCH_INTERNALS = frozenset({"raw"})
+_SCHEDULE_INTERNALS = frozenset({"raw"})
 
 
 def run_data(run: Run[Any]) -> dict[str, Any]:
@@ -156,6 +158,12 @@ def batch_data(batch: Batch) -> dict[str, Any]:
     data["finished"] = finished_count(batch)
     data["is_finished"] = batch.is_finished
     return data
+
+
+def schedule_data(schedule: Schedule) -> dict[str, Any]:
+    """A schedule's fields as ``schedules.retrieve`` gives them, as JSON-ready values."""
+    return {f.name: _plain(getattr(schedule, f.name)) for f in dataclasses.fields(schedule)
+            if f.name not in _SCHEDULE_INTERNALS}
 
 
 def queue_data(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -439,6 +447,98 @@ def queues_table(queues: Sequence[Mapping[str, Any]]) -> Group:
     for row in queues:
         if row.get("warning"):
             parts.append(Text(f"queue {row['name']}: {row['warning']}", style="yellow"))
+    return Group(*parts)
+
+
+def _active_text(active: bool) -> Text:
+    return Text("yes") if active else Text("no", style="yellow")
+
+
+def _next_run(schedule: Schedule, now: dt.datetime) -> str:
+    if schedule.next_run is None:
+        return "-"
+    return f"in {format_age((schedule.next_run - now).total_seconds())}"
+
+
+def schedules_table(schedules: Sequence[Schedule], now: dt.datetime) -> Table:
+    """``schedules list``: name, task, type, cron, time zone, active, the next tick (from
+    now) and the run of the latest tick."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("NAME", "TASK", "TYPE", "CRON", "TIMEZONE", "ACTIVE", "NEXT", "LAST RUN"):
+        table.add_column(column, no_wrap=True)
+    for schedule in schedules:
+        last_run = schedule.last_run_id.partition("/")[2] if schedule.last_run_id else "-"
+        table.add_row(schedule.name, schedule.task_id, schedule.type.lower(), schedule.cron,
+                      schedule.timezone, _active_text(schedule.active),
+                      _next_run(schedule, now), last_run)
+    return table
+
+
+def _tick_line(tick: dt.datetime, timezone: str, now: dt.datetime) -> str:
+    """A tick in UTC, in the schedule's time zone and from now."""
+    from kubetasks.protocol.cron import zone
+
+    utc = tick.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    local = tick.astimezone(zone(timezone)).strftime("%Y-%m-%d %H:%M %Z")
+    where = "" if timezone == "UTC" else f"  {local} ({timezone})"
+    return f"{utc}{where}  in {format_age((tick - now).total_seconds())}"
+
+
+def conditions_table(schedule: Schedule, now: dt.datetime) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("TYPE", "STATUS", "REASON", "AGE", "MESSAGE"):
+        table.add_column(column, no_wrap=column != "MESSAGE")
+    for condition in schedule.conditions:
+        table.add_row(condition.type, condition.status, condition.reason or "",
+                      age_of(condition.last_transition_time, now),
+                      one_line(condition.message or ""))
+    return table
+
+
+def schedule_details(schedule: Schedule, now: dt.datetime) -> RenderableType:
+    """``schedules get``: the cron in English, the options, the latest tick and its run,
+    the next ticks, and the operator's conditions."""
+    kind = ("declarative (@task(cron=...), applied by kubetasks deploy)"
+            if schedule.type == "DECLARATIVE" else "imperative")
+    optional = {
+        "External id": schedule.external_id,
+        "Deduplication key": schedule.deduplication_key,
+        "Queue": schedule.queue,
+        "Concurrency key": schedule.concurrency_key,
+        "TTL": None if schedule.ttl_seconds is None else f"{schedule.ttl_seconds} s",
+        "Max attempts": schedule.max_attempts,
+        "Max duration": (None if schedule.max_duration_seconds is None
+                         else f"{schedule.max_duration_seconds} s"),
+        "Machine": schedule.machine,
+        "Tags": ", ".join(schedule.tags),
+        "Metadata": compact_json(schedule.metadata) if schedule.metadata else "",
+    }
+    rows: list[tuple[str, RenderableType]] = [
+        ("Schedule", schedule.id),
+        ("Task", schedule.task_id),
+        ("Type", kind),
+        ("Cron", f"{schedule.cron}  ({schedule.description})"),
+        ("Timezone", schedule.timezone),
+        ("Active", _active_text(schedule.active)),
+        ("Concurrency policy", schedule.concurrency_policy),
+        ("Starting deadline", f"{schedule.starting_deadline_seconds} s"),
+        *((label, "" if value is None else str(value)) for label, value in optional.items()),
+        ("Created", format_time(schedule.created_at, now)),
+        ("Last tick", format_time(schedule.last_schedule_time, now) or "none yet"),
+        ("Last run", schedule.last_run_id or "none yet"),
+    ]
+    parts: list[RenderableType] = [_fields_table(rows), Text("")]
+    if schedule.upcoming:
+        parts.append(Text("Next runs", style="bold"))
+        parts += [Text(_tick_line(tick, schedule.timezone, now)) for tick in schedule.upcoming]
+    elif not schedule.active:
+        parts.append(Text("Next runs: none while inactive (activate it to resume; the ticks "
+                          "it passes meanwhile are not caught up)", style="yellow"))
+    else:
+        parts.append(Text("Next runs: the cron cannot be read (see the conditions)",
+                          style="red"))
+    if schedule.conditions:
+        parts += [Text(""), Text("Conditions", style="bold"), conditions_table(schedule, now)]
     return Group(*parts)
 
 

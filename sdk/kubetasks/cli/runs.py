@@ -320,6 +320,7 @@ def _filter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--task", default=None, help="Only runs of this task."),
         click.option("--tag", default=None, help="Only runs with this tag."),
         click.option("--batch", default=None, help="Only runs this batch created."),
+        click.option("--schedule", default=None, help="Only runs this schedule created."),
         click.option("--queue", default=None, help="Only runs on this queue."),
     )):
         fn = option(fn)
@@ -335,14 +336,15 @@ def _filter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="At most this many runs.")
 def list_runs(cli: Cli, statuses: tuple[str, ...], task: str | None, tag: str | None,
-              batch: str | None, queue: str | None, limit: int | None) -> None:
+              batch: str | None, schedule: str | None, queue: str | None,
+              limit: int | None) -> None:
     """List runs (in name order): name, task, status, attempt, queue, age."""
     from kubetasks import runs
 
     phases = _phases(statuses)
     client = cli.client()
     found = list(runs.list(status=phases or None, task=task, tag=tag, batch=batch,
-                           queue=queue, limit=limit))
+                           schedule=schedule, queue=queue, limit=limit))
     if not cli.as_table:
         cli.emit([run_data(run) for run in found])
         return
@@ -522,17 +524,17 @@ def _watch_view(runs: list[Run[Any]], now: dt.datetime) -> RenderableType:
 @click.option("--timeout", type=click.FloatRange(min=0), default=None,
               help="Give up after this many seconds (exit code 1).")
 def watch_runs(cli: Cli, run_id: str | None, task: str | None, tag: str | None,
-               batch: str | None, queue: str | None, interval: float,
-               timeout: float | None) -> None:
+               batch: str | None, schedule: str | None, queue: str | None,
+               interval: float, timeout: float | None) -> None:
     """Show a live table of runs until they have ended. With RUN, that run; otherwise the
     runs (matching the filters) that had not ended when the watch began, and those created
     since. The exit code is 0 if every watched run completed, else 1. -o json|yaml prints
     only the final state."""
     from kubetasks import runs
 
-    if run_id is not None and any((task, tag, batch, queue)):
-        raise click.UsageError("give a RUN or filters (--task, --tag, --batch, --queue), "
-                               "not both")
+    if run_id is not None and any((task, tag, batch, schedule, queue)):
+        raise click.UsageError("give a RUN or filters (--task, --tag, --batch, --schedule, "
+                               "--queue), not both")
     client = cli.client()
     started = time.monotonic()
     began = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
@@ -542,7 +544,8 @@ def watch_runs(cli: Cli, run_id: str | None, task: str | None, tag: str | None,
         if run_id is not None:
             return [runs.retrieve(run_id)]
         found = []
-        for run in runs.list(task=task, tag=tag, batch=batch, queue=queue):
+        for run in runs.list(task=task, tag=tag, batch=batch, schedule=schedule,
+                             queue=queue):
             if run.id in watched or not run.is_terminal:
                 watched.add(run.id)
                 found.append(run)
