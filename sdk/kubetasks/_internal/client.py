@@ -417,6 +417,13 @@ class KubeApi:
                                     content_type="application/merge-patch+json")
         return result
 
+    def json_patch(self, plural: str, namespace: str, name: str,
+                   operations: list[Json]) -> Json:
+        """A JSON patch (RFC 6902): ``[{"op": "replace", "path": "/spec", "value": ...}]``."""
+        result: Json = self.request("PATCH", self.path(plural, namespace, name),
+                                    body=operations, content_type="application/json-patch+json")
+        return result
+
     def delete_object(self, plural: str, namespace: str, name: str,
                       uid: str | None = None) -> None:
         """Delete the object; with ``uid``, only if it is still that object (a 409 if the

@@ -3,8 +3,9 @@ name), updates as merge patches, activation and deletion. Every value is checked
 anything is written; schedules declared in code are changed only by ``kubetasks deploy``.
 
 A deduplication key names its schedule (``protocol.deduplication.schedule_name``): a create
-whose name exists answers 409, and the caller then updates that schedule to what it asked
-for, so concurrent creates with one key leave one schedule."""
+whose name exists answers 409, and the caller then replaces that schedule's spec with what
+it asked for (one JSON patch, no precondition), so concurrent creates with one key leave one
+schedule, holding the spec of the last of them."""
 
 from __future__ import annotations
 
@@ -146,8 +147,8 @@ def create_schedule(client: Client, task: str, cron: str, deduplication_key: str
             return updated, False
     raise ScheduleConflictError(
         f"could not create or update the schedule of deduplication key {key!r} "
-        f"(TaskSchedule {client.namespace}/{name}) in {MAX_ROUNDS} rounds: it changes as fast "
-        "as it is written; try again")
+        f"(TaskSchedule {client.namespace}/{name}) in {MAX_ROUNDS} rounds: it is deleted as "
+        "fast as it is written; try again")
 
 
 def _body(metadata: Json, spec: Json) -> Json:
@@ -158,8 +159,8 @@ def _body(metadata: Json, spec: Json) -> Json:
 
 
 def _update_to(client: Client, name: str, key: str, digest: str, spec: Json) -> Json | None:
-    """Make the existing schedule of the key hold ``spec``; None when it is gone or changed
-    meanwhile (the caller tries again)."""
+    """Make the existing schedule of the key hold ``spec``; None when it is gone meanwhile
+    (the caller creates it again)."""
     try:
         existing = client.kube.get_object(PLURAL, client.namespace, name)
     except ApiError as exc:
@@ -171,12 +172,12 @@ def _update_to(client: Client, name: str, key: str, digest: str, spec: Json) -> 
         raise ScheduleConflictError(
             f"TaskSchedule {client.namespace}/{name} exists but was not created for "
             f"deduplication key {key!r}; delete it or use another key")
-    patch = {"metadata": {"resourceVersion": existing["metadata"]["resourceVersion"]},
-             "spec": merge_patch(_known_spec(existing), spec)}
     try:
-        return client.kube.merge_patch(PLURAL, client.namespace, name, patch)
+        # The whole spec, whatever it holds now: under concurrent creates the last one wins.
+        return client.kube.json_patch(PLURAL, client.namespace, name,
+                                      [{"op": "replace", "path": "/spec", "value": spec}])
     except ApiError as exc:
-        if exc.status in (404, 409):
+        if exc.status == 404:
             return None
         raise
 

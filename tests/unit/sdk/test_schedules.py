@@ -253,7 +253,8 @@ def test_merge_patch_unsets_what_the_new_spec_leaves_out() -> None:
 
 class MemoryKube(KubeApi):
     """TaskSchedules and TaskRuns in memory: generateName, 409 on a taken name, merge
-    patches with a resourceVersion precondition, deletes, label selectors."""
+    patches with a resourceVersion precondition, a JSON patch replacing the spec, deletes,
+    label selectors."""
 
     def __init__(self) -> None:
         self.namespace = NS
@@ -294,6 +295,17 @@ class MemoryKube(KubeApi):
             raise ApiError(409, "Conflict", "the object has been modified")
         apply_merge_patch(obj["spec"], patch.get("spec") or {})
         self.writes.append(("patch", name))
+        return self._stamp(obj)
+
+    def json_patch(self, plural: str, namespace: str, name: str,
+                   operations: list[Json]) -> Json:
+        obj = self.objects.get((plural, name))
+        if obj is None:
+            raise ApiError(404, "NotFound", f"{plural} {name!r} not found")
+        assert operations == [{"op": "replace", "path": "/spec",
+                               "value": operations[0]["value"]}]
+        obj["spec"] = copy.deepcopy(operations[0]["value"])
+        self.writes.append(("replace", name))
         return self._stamp(obj)
 
     def delete_object(self, plural: str, namespace: str, name: str,
