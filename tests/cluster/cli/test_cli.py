@@ -11,46 +11,20 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 import yaml
-from click.testing import CliRunner, Result
 from kubernetes import client as k8s
 
 from kubetasks import runs, tasks
 from kubetasks._internal.client import Client
-from kubetasks.cli import main
 from kubetasks.devcluster import ControlPlane
+from tests.cluster.cli.conftest import Cli, as_json, ok
 from tests.cluster.conftest import REPO
 from tests.cluster.helpers import make_queue, wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("operator")]
-
-Cli = Callable[..., Result]
-
-
-@pytest.fixture
-def cli(sdk: Client, control_plane: ControlPlane, namespace: str) -> Cli:
-    """``cli(*args, input=None)``: the CLI with --kubeconfig and -n of this test."""
-    runner = CliRunner()
-
-    def invoke(*args: str, input: str | None = None) -> Result:
-        return runner.invoke(
-            main, ["--kubeconfig", str(control_plane.kubeconfig), "-n", namespace, *args],
-            input=input, catch_exceptions=False)
-
-    return invoke
-
-
-def ok(result: Result) -> Result:
-    assert result.exit_code == 0, (result.exit_code, result.stdout, result.stderr)
-    return result
-
-
-def as_json(result: Result) -> Any:
-    return json.loads(ok(result).stdout)
 
 
 def test_trigger_prints_the_run_id_and_with_wait_the_output(
