@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubetasks._internal.client import Client, Json
-from kubetasks.errors import ApiError, ScheduleConflictError, TaskDefinitionError
+from kubetasks.errors import (
+    ApiError,
+    KubetasksError,
+    ScheduleConflictError,
+    TaskDefinitionError,
+)
 from kubetasks.protocol.pod import (
     LABEL_MANAGED_BY,
     LABEL_SCHEDULE_TYPE,
@@ -184,13 +189,28 @@ def deploy(client: Client, module_name: str, objects: list[Json]) -> Deployed:
     """Apply the module's objects, after checking that no schedule it declares would take
     over a schedule made otherwise; then delete the declarative schedules the module no
     longer declares."""
-    declared = list(client.kube.list_objects("taskschedules", client.namespace,
-                                             label_selector=DECLARED_SCHEDULES))
+    declared = _declared_schedules(client, objects)
     _check_schedule_names(client, objects, {_name(obj) for obj in declared})
     applied = apply(client, objects)
     deleted = [obj for obj in stale_schedules(declared, module_name, objects)
                if _delete_schedule(client, obj)]
     return Deployed(applied, deleted)
+
+
+def _declared_schedules(client: Client, objects: list[Json]) -> list[Json]:
+    """The declarative schedules in the namespace; none where the TaskSchedule CRD is not
+    installed yet and the module declares no schedule (its deploy needs none)."""
+    try:
+        return list(client.kube.list_objects("taskschedules", client.namespace,
+                                             label_selector=DECLARED_SCHEDULES))
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+    if any(obj["kind"] == "TaskSchedule" for obj in objects):
+        raise KubetasksError(
+            "the module declares schedules but the cluster has no TaskSchedule resource; "
+            "install the CRDs first: kubectl apply --server-side -f crds/")
+    return []
 
 
 def stale_schedules(declared: list[Json], module_name: str, objects: list[Json]

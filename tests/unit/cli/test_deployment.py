@@ -12,9 +12,19 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from kubetasks import Context, RetryOptions, TaskDefinitionError, queue, schedule, task
+from kubetasks import (
+    Context,
+    KubetasksError,
+    RetryOptions,
+    TaskDefinitionError,
+    queue,
+    schedule,
+    task,
+)
+from kubetasks._internal.client import Client, Json, KubeApi
 from kubetasks.cli import main
-from kubetasks.cli.deployment import applied_detail, manifests, stale_schedules
+from kubetasks.cli.deployment import applied_detail, deploy, manifests, stale_schedules
+from kubetasks.errors import ApiError
 
 
 @pytest.fixture
@@ -158,3 +168,32 @@ def test_dry_run_shows_the_schedules(scheduled_module: str) -> None:
                                        scheduled_module])
     assert result.exit_code == 0, result.output
     assert "kind: TaskSchedule" in result.output and "cron: 0 2 * * *" in result.output
+
+
+class NoScheduleCrd(KubeApi):
+    """A cluster whose CRDs predate TaskSchedules: listing them answers 404."""
+
+    def __init__(self) -> None:
+        self.namespace = "apps"
+        self.applied: list[str] = []
+
+    def list_objects(self, plural: str, namespace: str, *, label_selector: str | None = None,
+                     page_size: int = 250) -> Iterator[Json]:
+        raise ApiError(404, "NotFound", "the server could not find the requested resource")
+
+    def apply(self, plural: str, namespace: str, name: str, body: Json,
+              field_manager: str) -> Json:
+        self.applied.append(f"{plural}/{name}")
+        return body
+
+
+def test_without_the_schedule_crd_only_a_module_that_declares_schedules_fails(
+        module: str, scheduled_module: str) -> None:
+    kube = NoScheduleCrd()
+    done = deploy(Client(kube), module, manifests(module, "img"))
+    assert done.deleted == [] and kube.applied == [
+        "taskqueues/emails", "tasks/unit-digest", "tasks/unit-send-email"]
+    with pytest.raises(KubetasksError, match="no TaskSchedule resource; install the CRDs "
+                                             "first: kubectl apply --server-side -f crds/"):
+        deploy(Client(kube), scheduled_module, manifests(scheduled_module, "img"))
+    assert len(kube.applied) == 3  # nothing more was applied
