@@ -18,6 +18,7 @@ from typing import Any, TypeVar, overload
 
 from kubetasks._internal import triggering
 from kubetasks._internal.client import default_client
+from kubetasks._internal.threads import iterate_in_threads
 from kubetasks.batch import BatchRef, split_batch_id
 from kubetasks.handles import (
     DEFAULT_POLL_INTERVAL,
@@ -135,13 +136,7 @@ def list(
 
 async def list_async(**filters: Any) -> AsyncIterator[Run[Any]]:
     """:func:`list` for asyncio: each page is fetched in a thread."""
-    iterator = list(**filters)
-    done = object()
-    while True:
-        item = await asyncio.to_thread(next, iterator, done)
-        if item is done:
-            return
-        assert isinstance(item, Run)
+    async for item in iterate_in_threads(list(**filters)):
         yield item
 
 

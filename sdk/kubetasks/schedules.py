@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal, Unpack
 
 from kubetasks._internal import scheduling
 from kubetasks._internal.client import Json, default_client
+from kubetasks._internal.threads import iterate_in_threads
 from kubetasks.errors import InvalidOptionError, InvalidScheduleError, ScheduleNotFoundError
 from kubetasks.handles import parse_time, split_id
 from kubetasks.options import (
@@ -442,13 +443,7 @@ def list(
 
 async def list_async(**filters: Any) -> AsyncIterator[Schedule]:
     """:func:`list` for asyncio: each page is fetched in a thread."""
-    iterator = list(**filters)
-    done = object()
-    while True:
-        item = await asyncio.to_thread(next, iterator, done)
-        if item is done:
-            return
-        assert isinstance(item, Schedule)
+    async for item in iterate_in_threads(list(**filters)):
         yield item
 
 

@@ -471,5 +471,11 @@ async def test_the_async_forms_do_the_same(kube: MemoryKube) -> None:
     assert (await schedules.activate_async(made.id)).active
     assert [s.id async for s in schedules.list_async(task="send-report")] == [made.id]
     assert "UTC" in await schedules.timezones_async()
+    kube.create_object("taskruns", NS, {
+        "metadata": {"name": f"{made.name}-203001010800",
+                     "labels": {"kubetasks.dev/schedule": made.name}},
+        "spec": {"task": "send-report", "payload": None}})
+    assert [r.name async for r in runs.list_async(schedule=made)] == [
+        f"{made.name}-203001010800"]
     await schedules.delete_async(made.id)
     assert [s async for s in schedules.list_async()] == []
