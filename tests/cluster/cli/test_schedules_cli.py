@@ -48,8 +48,8 @@ def test_schedule_commands_print_what_a_person_expects(cli: Cli, sdk: Client,
     refused = cli("schedules", "create", "tick", "--cron", "0 9 * *")
     assert refused.exit_code == 1 and refused.stdout == ""
     assert refused.stderr == (
-        "error: cron '0 9 * *' has 4 field(s); use five fields: minute hour day-of-month "
-        "month day-of-week, such as '0 2 * * *' (02:00 every day) or "
+        "error: cron '0 9 * *' has 4 field(s), not 5; use five fields: minute hour "
+        "day-of-month month day-of-week, such as '0 2 * * *' (02:00 every day) or "
         "'*/15 9-17 * * MON-FRI'\n")
 
     header, *table = rows(ok(cli("schedules", "list")).stdout)

@@ -70,8 +70,7 @@ def test_options_become_spec_fields_read_as_trigger_options_are() -> None:
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"cron": "0 25 * * *"}, r"cron '0 25 \* \* \*': the hour field '25' is not valid; "
-                             "it takes 0-23"),
+    ({"cron": "0 25 * * *"}, r"cron '0 25 \* \* \*': Bad hour; use five fields"),
     ({"cron": "*/100 * * * *"}, r"the minute field '\*/100' is not valid"),
     ({"cron": "0 2 * * 01"}, "the day-of-week field '01' is not valid; it takes 0-7, "
                              "SUN-SAT"),
@@ -143,9 +142,9 @@ def test_task_takes_a_cron_string_or_a_schedule_checked_at_the_decorator() -> No
 
 
 @pytest.mark.parametrize(("cron", "message"), [
-    ("0 2 * *", r"task 'unit-bad': cron '0 2 \* \*' has 4 field\(s\); use five fields: "
-                r"minute hour day-of-month month day-of-week"),
-    ("0 2 * * * *", r"task 'unit-bad': cron '0 2 \* \* \* \*' has 6 field\(s\)"),
+    ("0 2 * *", r"task 'unit-bad': cron '0 2 \* \*' has 4 field\(s\), not 5; use five "
+                r"fields: minute hour day-of-month month day-of-week"),
+    ("0 2 * * * *", r"task 'unit-bad': cron '0 2 \* \* \* \*' has 6 field\(s\), not 5"),
     (42, "task 'unit-bad': cron must be a cron string such as '0 2 \\* \\* \\*'"),
 ])
 def test_a_bad_cron_fails_at_the_decorator(cron: Any, message: str) -> None:
