@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from kubetasks import AbortTaskRunError, Context, idempotency_keys, task
+from kubetasks import AbortTaskRunError, Context, ScheduledPayload, idempotency_keys, task
 
 
 class Flaky(Exception):
@@ -165,7 +165,9 @@ def say(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
 
 
 @task(id="tick")
-def tick(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
-    """A schedule's task: sleeps as long as the run's metadata says, returns its payload."""
+def tick(payload: ScheduledPayload, ctx: Context) -> dict[str, Any]:
+    """A schedule's task: sleeps as long as the run's metadata says, returns its payload as
+    the worker typed it."""
     time.sleep(float(ctx.metadata.get("sleep", 0)))
-    return payload
+    return {**payload.model_dump(mode="json"), "typed": type(payload).__name__,
+            "aware": payload.timestamp.tzinfo is not None}

@@ -211,14 +211,16 @@ def previous_tick(
     except StopIteration:
         return None
     result = tick.astimezone(UTC)
-    if start.fold:
-        # In the second pass of a repeated hour cronsim steps back in wall-clock time for a
-        # fixed-hour expression, so it misses a first-pass tick whose wall time lies after
-        # ``start``'s (``30 2 * * *`` seen at 02:10 CET misses 02:30 CEST). Step forward to it.
+    # Forward iteration is the reference; the reverse one can miss a tick it would give:
+    # - in the second pass of a repeated hour it steps back in wall-clock time for a
+    #   fixed-hour expression (``30 2 * * *`` seen at 02:10 CET misses 02:30 CEST);
+    # - a tick moved out of a skipped hour (``0 */2 * * 0`` in America/Santiago, whose clocks
+    #   go from 00:00 to 01:00) is given going forward, not going back.
+    # So step forward from cronsim's answer to the last tick that is still before ``before``.
+    following = next_tick(expression, timezone, result)
+    while following < before or (inclusive and following == before):
+        result = following
         following = next_tick(expression, timezone, result)
-        while following < before or (inclusive and following == before):
-            result = following
-            following = next_tick(expression, timezone, result)
     if result > before or (not inclusive and result == before):
         return None
     return result

@@ -107,7 +107,8 @@ def test_ticks_make_one_run_each_and_every_policy_holds(
     assert runs_of(kube_api, namespace, "allow") == []
 
     # The first tick: one run per schedule, named after the tick.
-    wait_until(lambda: len(runs_of(kube_api, namespace, "paused")) == 1,
+    wait_until(lambda: all(runs_of(kube_api, namespace, name)
+                           for name in ("allow", "forbid", "replace", "paused")),
                timeout=first.timestamp() - time.time() + 20, what="the first tick's runs")
     custom(kube_api).patch_namespaced_custom_object(
         GROUP, VERSION, namespace, "taskschedules", "paused", {"spec": {"active": False}})
@@ -141,7 +142,10 @@ def test_ticks_make_one_run_each_and_every_policy_holds(
     done = wait_until(
         lambda: all(phase(r) == "Completed" for r in runs_of(kube_api, namespace, "allow"))
         and runs_of(kube_api, namespace, "allow"), timeout=60, what="allow's runs complete")
-    assert done[1]["status"]["output"]["timestamp"] == rfc3339(second)
+    output = done[1]["status"]["output"]
+    assert output["typed"] == "ScheduledPayload" and output["aware"] is True
+    assert output["timestamp"] == rfc3339(second)
+    assert output["last_timestamp"] == rfc3339(first)
 
     # Forbid: the first run still executes, so the second tick made none, and says why.
     forbid_runs = runs_of(kube_api, namespace, "forbid")

@@ -230,6 +230,16 @@ def test_cluster_wide_operator_gets_a_cluster_role_with_only_what_it_uses() -> N
                                     "namespace": NS}]
 
 
+def test_task_pods_manage_schedules_only_when_asked() -> None:
+    assert ("kubetasks.dev", "taskschedules") not in rules(one(render(), "Role", TASK, NS))
+    role = one(render(sets=["tasks.manageSchedules=true"]), "Role", TASK, NS)
+    assert rules(role) == {
+        **TASK_RULES,
+        ("kubetasks.dev", "taskschedules"): {"get", "list", "watch", "create", "patch",
+                                            "delete"},
+    }
+
+
 def test_task_pods_may_only_read_and_create_runs_and_batches() -> None:
     objects = render()
     role = one(objects, "Role", TASK, NS)
