@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import heapq
 import logging
 import random
 import time
@@ -45,6 +44,7 @@ from kubetasks_operator.jobs import attempt_job
 from kubetasks_operator.metrics import OperatorMetrics
 from kubetasks_operator.schedules import ScheduleKeeper
 from kubetasks_operator.settings import OperatorSettings
+from kubetasks_operator.timers import DueTimes
 from kubetasks_operator.world import Key, World
 
 log = logging.getLogger("kubetasks.scheduler")
@@ -73,8 +73,7 @@ class Scheduler:
         self.clock = clock
         self.rng = rng or random.Random()
         self.dirty: set[Key] = set()
-        self._timers: list[tuple[float, Key]] = []
-        self._timer_at: dict[Key, float] = {}
+        self._timers: DueTimes[Key] = DueTimes()
         self.waiting: dict[Key, Decision] = {}
         self.holders: dict[Key, tuple[str, SlotId]] = {}  # run key -> (run uid, slot)
         self.orphans: dict[str, SlotId] = {}  # slots of deleted runs, freed once pods are gone
@@ -120,11 +119,10 @@ class Scheduler:
     def _wake_at(self, key: Key, at: float | None) -> None:
         if at is None:
             return
-        current = self._timer_at.get(key)
+        current = self._timers.at(key)
         if current is not None and current <= at and current > self.clock():
-            return
-        self._timer_at[key] = at
-        heapq.heappush(self._timers, (at, key))
+            return  # an earlier wake-up is already due: it decides again anyway
+        self._timers.put(key, at)
 
     # --- slots -----------------------------------------------------------------------------
 
@@ -194,7 +192,7 @@ class Scheduler:
             timeout = None
             # The repair is due even when nothing happens (it is the safety net), and the
             # queues' counts are brought up to date after the last change.
-            wake = min((t for t in (self._timers[0][0] if self._timers else None,
+            wake = min((t for t in (self._timers.next(),
                                     self.batches.next_wake(), self.schedules.next_wake(),
                                     self._next_repair,
                                     self._next_queue_status)
@@ -223,13 +221,7 @@ class Scheduler:
                 await asyncio.sleep(RETRY_AFTER_ERROR)
 
     def _due(self, now: float) -> set[Key]:
-        due: set[Key] = set()
-        while self._timers and self._timers[0][0] <= now:
-            at, key = heapq.heappop(self._timers)
-            if self._timer_at.get(key) == at:
-                del self._timer_at[key]
-                due.add(key)
-        return due
+        return self._timers.pop_due(now)
 
     async def pass_once(self) -> None:
         now = self.clock()

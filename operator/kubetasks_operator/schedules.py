@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import heapq
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -30,6 +29,7 @@ from kubetasks_operator.adapters.kube import KubeAdapter
 from kubetasks_operator.core.schedules import ScheduleDecision, TickRun, decide_schedule
 from kubetasks_operator.metrics import OperatorMetrics
 from kubetasks_operator.observe import schedule_state
+from kubetasks_operator.timers import DueTimes
 from kubetasks_operator.world import Json, Key, World
 
 log = logging.getLogger("kubetasks.schedules")
@@ -82,8 +82,7 @@ class ScheduleKeeper:
         self.poke = poke
         self.clock = clock
         self.metrics = metrics if metrics is not None else OperatorMetrics()
-        self._timers: list[tuple[float, Key]] = []
-        self._timer_at: dict[Key, float] = {}
+        self._timers: DueTimes[Key] = DueTimes()
         # A schedule is in at most one of: _ticks / _statuses (waiting for a worker), _busy
         # (a worker has it). Its decision waits in _decisions.
         self._decisions: dict[Key, tuple[Json, ScheduleDecision]] = {}
@@ -115,30 +114,16 @@ class ScheduleKeeper:
     # --- the pass ---------------------------------------------------------------------------
 
     def next_wake(self) -> float | None:
-        while self._timers and self._timer_at.get(self._timers[0][1]) != self._timers[0][0]:
-            heapq.heappop(self._timers)  # superseded
-        return self._timers[0][0] if self._timers else None
+        return self._timers.next()
 
     def _wake(self, key: Key, at: float | None) -> None:
         if at is None:
-            self._timer_at.pop(key, None)
-            return
-        if self._timer_at.get(key) == at:
-            return
-        self._timer_at[key] = at
-        heapq.heappush(self._timers, (at, key))
-
-    def _due(self, now: float) -> set[Key]:
-        due: set[Key] = set()
-        while self._timers and self._timers[0][0] <= now:
-            at, key = heapq.heappop(self._timers)
-            if self._timer_at.get(key) == at:
-                del self._timer_at[key]
-                due.add(key)
-        return due
+            self._timers.clear(key)
+        else:
+            self._timers.put(key, at)
 
     async def pass_once(self, now: float) -> None:
-        keys = self.world.changed_schedules | self._due(now)
+        keys = self.world.changed_schedules | self._timers.pop_due(now)
         self.world.changed_schedules = set()
         for key in keys:
             try:
