@@ -49,8 +49,13 @@ def test_create_retrieve_list_update_activate_and_delete(
         "externalID": "user-1", "active": True, "concurrencyPolicy": "Forbid",
         "startingDeadlineSeconds": 120, "ttlSeconds": 3600, "maxAttempts": 2,
         "tags": ["reports"], "metadata": {"plan": "pro"}}
-    # Equal but for the next ticks, which move on if a tick passed in between.
-    assert replace(schedules.retrieve(made.id), next_run=None, upcoming=[]) == replace(
+    # Equal but for what the operator writes to the status meanwhile: its conditions, and
+    # the next ticks, which move on if a tick passed in between.
+    retrieved = schedules.retrieve(made.id)
+    assert made.conditions == []
+    assert all((c.type, c.status, c.reason) == ("Ready", "True", "Scheduled")
+               for c in retrieved.conditions), retrieved.conditions
+    assert replace(retrieved, next_run=None, upcoming=[], conditions=[]) == replace(
         made, next_run=None, upcoming=[])
     assert schedules.retrieve(made.name).id == made.id
 
