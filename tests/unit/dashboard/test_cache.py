@@ -1,0 +1,53 @@
+"""The dashboard's store: watch events in order, stale versions ignored, a relist deletes
+what it no longer holds, subscribers get what changed since their last sequence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubetasks.dashboard.cache import Store
+
+
+def run(name: str, rv: int, phase: str = "Queued", ns: str = "jobs") -> dict[str, Any]:
+    return {"metadata": {"namespace": ns, "name": name, "resourceVersion": str(rv),
+                         "managedFields": [{"manager": "x"}]},
+            "status": {"phase": phase}}
+
+
+def test_events_are_applied_in_order_and_stale_ones_ignored() -> None:
+    store = Store()
+    assert store.apply("taskruns", "ADDED", run("a", 1)) is not None
+    assert store.apply("taskruns", "MODIFIED", run("a", 3, "Executing")) is not None
+    assert store.apply("taskruns", "MODIFIED", run("a", 2, "Queued")) is None
+    got = store.get("taskruns", "jobs", "a")
+    assert got is not None and got["status"]["phase"] == "Executing"
+    assert "managedFields" not in got["metadata"]
+    assert store.apply("taskruns", "DELETED", run("a", 4)) is not None
+    assert store.get("taskruns", "jobs", "a") is None
+    assert store.apply("taskruns", "DELETED", run("a", 5)) is None
+
+
+def test_a_relist_deletes_what_it_no_longer_holds_in_its_namespace_only() -> None:
+    store = Store()
+    for name, rv in (("a", 1), ("b", 2)):
+        store.apply("taskruns", "ADDED", run(name, rv))
+    store.apply("taskruns", "ADDED", run("c", 3, ns="other"))
+    changes = store.replace("taskruns", "jobs", [run("b", 4, "Completed")])
+    assert {(c.kind, c.key[2]) for c in changes} == {("MODIFIED", "b"), ("DELETED", "a")}
+    assert [o["metadata"]["name"] for o in store.of_kind("taskruns")] == ["b", "c"]
+
+
+def test_subscribers_get_the_changes_after_their_sequence() -> None:
+    store = Store(keep_changes=3)
+    store.apply("taskruns", "ADDED", run("a", 1))
+    seq, changes = store.changed_since(0, timeout=0)
+    assert seq == 1 and [c.key[2] for c in changes] == ["a"]
+    store.apply("taskruns", "ADDED", run("b", 2))
+    seq2, changes = store.changed_since(seq, timeout=0)
+    assert seq2 == 2 and [c.key[2] for c in changes] == ["b"]
+    assert store.changed_since(seq2, timeout=0.01) == (2, [])
+    for i in range(5):
+        store.apply("taskruns", "ADDED", run(f"x{i}", 10 + i))
+    # Too far behind: every object again.
+    _, changes = store.changed_since(seq2, timeout=0)
+    assert {c.key[2] for c in changes} == {"a", "b", "x0", "x1", "x2", "x3", "x4"}
