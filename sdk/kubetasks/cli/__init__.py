@@ -210,6 +210,22 @@ def dev(ctx: click.Context, modules: tuple[str, ...], driver: str | None, once: 
 
 
 @main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 127.0.0.1 keeps it to this machine.")
+@click.option("--port", default=8484, show_default=True, type=int)
+@click.pass_context
+def dashboard(ctx: click.Context, host: str, port: int) -> None:
+    """Runs in a browser, live (work in progress: the runs page)."""
+    require_extra("dashboard", ("starlette", "uvicorn", "jinja2"), "kubetasks dashboard")
+    from kubetasks._internal.client import KubeApi
+    from kubetasks.dashboard.serve import serve
+
+    namespace = ctx.obj["namespace"] or KubeApi.from_environment(
+        kubeconfig=ctx.obj["kubeconfig"]).namespace or "default"
+    serve([namespace], host=host, port=port, kubeconfig=ctx.obj["kubeconfig"])
+
+
+@main.command()
 def worker() -> None:
     """Run one attempt of a task (the entrypoint of an attempt's pod)."""
     from kubetasks.worker.runtime import main as worker_main

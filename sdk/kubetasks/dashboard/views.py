@@ -1,0 +1,103 @@
+"""What the pages show, computed from the store: pure functions of objects and filters."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+Json = dict[str, Any]
+PAGE_SIZE = 50
+FINAL = frozenset({"Completed", "Failed", "Canceled", "Expired", "TimedOut", "Crashed"})
+FILTERS = ("status", "task", "tag", "queue", "batch", "schedule", "namespace")
+
+
+@dataclass(frozen=True)
+class RunRow:
+    namespace: str
+    name: str
+    task: str
+    status: str
+    queue: str
+    tags: tuple[str, ...]
+    attempt: int
+    created: str
+    duration: str
+    schedule: str
+    batch: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def _time(value: Any) -> float | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def duration(started: float | None, finished: float | None, now: float) -> str:
+    if started is None:
+        return ""
+    seconds = max(0.0, (finished if finished is not None else now) - started)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def run_row(run: Json, now: float) -> RunRow:
+    meta, spec, status = run["metadata"], run.get("spec") or {}, run.get("status") or {}
+    labels = meta.get("labels") or {}
+    return RunRow(
+        namespace=str(meta.get("namespace", "")),
+        name=str(meta.get("name", "")),
+        task=str(spec.get("task", "")),
+        status=str(status.get("phase") or "Pending"),
+        queue=str(status.get("queue") or (spec.get("queue") or {}).get("name") or ""),
+        tags=tuple(spec.get("tags") or ()),
+        attempt=int(status.get("attempt") or 0),
+        created=str(meta.get("creationTimestamp") or ""),
+        duration=duration(_time(status.get("startedTime")), _time(status.get("finishedTime")),
+                          now),
+        schedule=str(labels.get("kubetasks.dev/schedule") or ""),
+        batch=str((spec.get("batch") or {}).get("name") or ""),
+    )
+
+
+def matches(row: RunRow, filters: Mapping[str, str]) -> bool:
+    statuses = {s for s in (filters.get("status") or "").split(",") if s}
+    if statuses and row.status not in statuses:
+        return False
+    checks = (("task", row.task), ("queue", row.queue), ("batch", row.batch),
+              ("schedule", row.schedule), ("namespace", row.namespace))
+    if any(filters.get(name) and filters[name] != value for name, value in checks):
+        return False
+    return not (filters.get("tag") and filters["tag"] not in row.tags)
+
+
+@dataclass(frozen=True)
+class RunPage:
+    rows: list[RunRow]
+    total: int
+    page: int
+    pages: int
+
+
+def run_page(runs: Iterable[Json], filters: Mapping[str, str], page: int, now: float
+             ) -> RunPage:
+    """The runs that match, newest first, one page of them."""
+    rows = [row for row in (run_row(r, now) for r in runs) if matches(row, filters)]
+    rows.sort(key=lambda r: (r.created, r.name), reverse=True)
+    pages = max(1, -(-len(rows) // PAGE_SIZE))
+    page = min(max(1, page), pages)
+    start = (page - 1) * PAGE_SIZE
+    return RunPage(rows[start:start + PAGE_SIZE], len(rows), page, pages)

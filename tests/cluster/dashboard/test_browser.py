@@ -1,0 +1,80 @@
+"""The dashboard in a real headless Chromium (Debian's package, driven by Playwright) against
+the real local control plane: a run created through the API appears on the runs page without
+a reload, and filters live in the URL."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from kubernetes import client
+from playwright.sync_api import sync_playwright
+
+from kubetasks._internal.client import KubeApi
+from kubetasks.dashboard.app import create_app
+from kubetasks.dashboard.cache import Store, Watcher
+from kubetasks.devcluster import ControlPlane
+from tests.cluster.helpers import make_run
+
+pytestmark = pytest.mark.cluster
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def dashboard(control_plane: ControlPlane, namespace: str) -> Iterator[str]:
+    kube = KubeApi.from_environment(kubeconfig=control_plane.kubeconfig)
+    store = Store()
+    watcher = Watcher(kube, store, "taskruns", namespace).start()
+    assert watcher.synced.wait(30)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(store), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the dashboard did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        watcher.stop()
+
+
+def test_a_new_run_appears_live_and_filters_stay_in_the_url(
+    dashboard: str, kube_api: client.ApiClient, namespace: str, tmp_path: Path,
+) -> None:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/bootstrap (it installs Debian's "
+                    "chromium package)")
+    make_run(kube_api, namespace, "first", "behave", {"i": 1}, tags=["vip"])
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(f"{dashboard}/runs")
+        page.wait_for_selector(f'tr[data-run="{namespace}/first"]')
+        make_run(kube_api, namespace, "second", "behave", {"i": 2})
+        # No reload: the page learns of the run through its event stream.
+        page.wait_for_selector(f'tr[data-run="{namespace}/second"]', timeout=10_000)
+        page.screenshot(path=str(tmp_path / "runs.png"))
+        page.fill('input[name="tag"]', "vip")
+        page.click('button[type="submit"]')
+        page.wait_for_url("**/runs?*tag=vip*")
+        assert page.locator("tbody tr[data-run]").count() == 1
+        assert page.locator(f'tr[data-run="{namespace}/first"]').count() == 1
+        browser.close()
