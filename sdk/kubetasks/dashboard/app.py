@@ -22,7 +22,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 from starlette.routing import Route
 
 from kubetasks.dashboard.cache import Store
-from kubetasks.dashboard.views import FILTERS, run_page
+from kubetasks.dashboard.views import FILTERS, pretty, run_page, run_row, timeline
 
 TEMPLATES = Path(__file__).parent / "templates"
 HEARTBEAT = 15.0  # seconds between SSE comments, so proxies keep the stream open
@@ -33,6 +33,9 @@ def create_app(store: Store) -> Starlette:
 
     def render(name: str, **context: object) -> HTMLResponse:
         return HTMLResponse(env.get_template(name).render(**context))
+
+    def render_status(name: str, status_code: int, **context: object) -> HTMLResponse:
+        return HTMLResponse(env.get_template(name).render(**context), status_code=status_code)
 
     async def home(request: Request) -> Response:
         return RedirectResponse("/runs")
@@ -53,6 +56,21 @@ def create_app(store: Store) -> Starlette:
         if request.query_params.get("fragment"):
             return render("runs_table.html", **context)
         return render("runs.html", **context)
+
+    async def run(request: Request) -> Response:
+        namespace, name = request.path_params["namespace"], request.path_params["name"]
+        obj = store.get("taskruns", namespace, name)
+        if obj is None:
+            return render_status("missing.html", 404, what=f"run {namespace}/{name}",
+                                 section="runs")
+        spec, status = obj.get("spec") or {}, obj.get("status") or {}
+        payload = pretty(spec["payload"]) if "payload" in spec else (
+            "(offloaded to object storage)" if spec.get("payloadRef") else None)
+        output = pretty(status["output"]) if "output" in status else (
+            "(offloaded to object storage)" if status.get("outputRef") else None)
+        return render("run.html", run=obj, row=run_row(obj, time.time()),
+                      moments=timeline(obj), payload=payload, output=output, pretty=pretty,
+                      section="runs")
 
     async def events(request: Request) -> Response:
         kinds = set((request.query_params.get("kinds") or "").split(",")) - {""}
@@ -76,5 +94,6 @@ def create_app(store: Store) -> Starlette:
     return Starlette(routes=[
         Route("/", home),
         Route("/runs", runs),
+        Route("/runs/{namespace}/{name}", run),
         Route("/events", events),
     ])

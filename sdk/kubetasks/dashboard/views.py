@@ -101,3 +101,48 @@ def run_page(runs: Iterable[Json], filters: Mapping[str, str], page: int, now: f
     page = min(max(1, page), pages)
     start = (page - 1) * PAGE_SIZE
     return RunPage(rows[start:start + PAGE_SIZE], len(rows), page, pages)
+
+
+@dataclass(frozen=True)
+class Moment:
+    """One line of a run's timeline."""
+
+    at: str
+    what: str
+    detail: str = ""
+
+
+def timeline(run: Json) -> list[Moment]:
+    """Created, delayed until, queued, each attempt's start and end (with its exit and
+    reason), and the end of the run, in time order."""
+    meta, spec, status = run["metadata"], run.get("spec") or {}, run.get("status") or {}
+    moments = [Moment(str(meta.get("creationTimestamp") or ""), "Created")]
+    if spec.get("delayUntil"):
+        moments.append(Moment(str(spec["delayUntil"]), "Delayed until"))
+    if status.get("enqueuedTime"):
+        queue = status.get("queue") or ""
+        key = status.get("concurrencyKey")
+        moments.append(Moment(str(status["enqueuedTime"]), "Queued",
+                              f"{queue} (key {key})" if key else str(queue)))
+    for attempt in status.get("attempts") or ():
+        number = attempt.get("number")
+        if attempt.get("startedTime"):
+            moments.append(Moment(str(attempt["startedTime"]), f"Attempt {number} started",
+                                  str(attempt.get("machine") or "")))
+        if attempt.get("finishedTime"):
+            parts = [str(attempt[k]) for k in ("reason", "message") if attempt.get(k)]
+            if attempt.get("exitCode") is not None:
+                parts.insert(0, f"exit {attempt['exitCode']}")
+            moments.append(Moment(str(attempt["finishedTime"]), f"Attempt {number} ended",
+                                  ", ".join(parts)))
+    if status.get("finishedTime"):
+        moments.append(Moment(str(status["finishedTime"]),
+                              str(status.get("phase") or "Finished")))
+    moments.sort(key=lambda m: m.at)
+    return moments
+
+
+def pretty(value: Any) -> str:
+    import json
+
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)

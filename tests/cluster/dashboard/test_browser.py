@@ -77,4 +77,12 @@ def test_a_new_run_appears_live_and_filters_stay_in_the_url(
         page.wait_for_url("**/runs?*tag=vip*")
         assert page.locator("tbody tr[data-run]").count() == 1
         assert page.locator(f'tr[data-run="{namespace}/first"]').count() == 1
+        # The run's page: its timeline, payload and tags.
+        page.click(f'a[href="/runs/{namespace}/first"]')
+        page.wait_for_selector("ol.timeline")
+        assert "Created" in page.text_content("ol.timeline")
+        assert '"i": 1' in page.text_content("main")
+        assert "vip" in page.text_content("dl.facts")
+        missing = page.goto(f"{dashboard}/runs/{namespace}/nope")
+        assert missing is not None and missing.status == 404
         browser.close()

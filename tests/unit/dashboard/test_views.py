@@ -1,0 +1,59 @@
+"""What the runs page shows: rows from runs, filters, newest first, paging."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubetasks.dashboard.views import PAGE_SIZE, duration, run_page, run_row
+
+NOW = 1_800_000_000.0
+
+
+def run(name: str, created: str, phase: str | None = None, **spec: Any) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "metadata": {"namespace": "jobs", "name": name, "creationTimestamp": created,
+                     "labels": spec.pop("labels", {})},
+        "spec": {"task": spec.pop("task", "send-email"), **spec},
+    }
+    if phase:
+        obj["status"] = {"phase": phase, "queue": "emails", "attempt": 1,
+                         "startedTime": "2027-01-15T08:00:00Z",
+                         "finishedTime": "2027-01-15T08:00:02Z"}
+    return obj
+
+
+def test_a_row_says_what_a_person_looks_for() -> None:
+    row = run_row(run("a", "2027-01-15T07:59:59Z", "Completed", tags=["vip"],
+                      labels={"kubetasks.dev/schedule": "nightly"},
+                      batch={"name": "b1", "index": 3}), NOW)
+    assert (row.id, row.status, row.queue, row.tags, row.attempt) == (
+        "jobs/a", "Completed", "emails", ("vip",), 1)
+    assert (row.duration, row.schedule, row.batch) == ("2.0 s", "nightly", "b1")
+    assert run_row(run("new", "2027-01-15T07:59:59Z"), NOW).status == "Pending"
+
+
+def test_filters_combine_and_a_status_list_is_any_of() -> None:
+    runs = [run("a", "2027-01-15T08:00:00Z", "Failed", tags=["vip"]),
+            run("b", "2027-01-15T08:00:01Z", "Crashed"),
+            run("c", "2027-01-15T08:00:02Z", "Completed", task="resize")]
+    names = lambda f: [r.name for r in run_page(runs, f, 1, NOW).rows]  # noqa: E731
+    assert names({}) == ["c", "b", "a"]  # newest first
+    assert names({"status": "Failed,Crashed"}) == ["b", "a"]
+    assert names({"status": "Failed,Crashed", "tag": "vip"}) == ["a"]
+    assert names({"task": "resize"}) == ["c"]
+    assert names({"queue": "other"}) == []
+
+
+def test_pages_hold_page_size_rows_and_a_page_past_the_end_is_the_last() -> None:
+    runs = [run(f"r{i:03d}", f"2027-01-15T08:{i // 60:02d}:{i % 60:02d}Z") for i in range(120)]
+    first = run_page(runs, {}, 1, NOW)
+    assert (first.total, first.pages, len(first.rows)) == (120, 3, PAGE_SIZE)
+    last = run_page(runs, {}, 99, NOW)
+    assert last.page == 3 and [r.name for r in last.rows][-1] == "r000"
+
+
+def test_durations_read_like_a_person_says_them() -> None:
+    assert duration(None, None, NOW) == ""
+    assert duration(NOW - 1.25, None, NOW) == "1.2 s"
+    assert duration(NOW - 125, NOW, NOW) == "2 min 5 s"
+    assert duration(NOW - 7300, NOW, NOW) == "2 h 1 min"
