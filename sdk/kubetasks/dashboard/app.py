@@ -9,7 +9,9 @@ in-cluster authorisation (TokenReview and SubjectAccessReview).
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
+import secrets
 import time
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -21,15 +23,50 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from kubetasks._internal.client import KubeApi
 from kubetasks.dashboard.cache import Store
-from kubetasks.dashboard.views import FILTERS, pretty, run_page, run_row, timeline
+from kubetasks.dashboard.views import (
+    FILTERS,
+    pretty,
+    queue_rows,
+    run_page,
+    run_row,
+    timeline,
+)
+from kubetasks.errors import ApiError
 
 TEMPLATES = Path(__file__).parent / "templates"
 HEARTBEAT = 15.0  # seconds between SSE comments, so proxies keep the stream open
+CSRF_COOKIE = "kubetasks_csrf"
+FIELD_MANAGER = "kubetasks-dashboard"
 
 
-def create_app(store: Store) -> Starlette:
+def create_app(store: Store, kube: KubeApi | None = None) -> Starlette:
+    """The pages over ``store``; actions write with ``kube`` (locally: the kubeconfig's
+    user). Without ``kube`` the dashboard is read-only."""
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape())
+
+    def csrf_token(request: Request) -> str:
+        return request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
+
+    def with_csrf(request: Request, response: Response, token: str) -> Response:
+        if request.cookies.get(CSRF_COOKIE) != token:
+            response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="strict")
+        return response
+
+    async def action_refused(request: Request) -> str | None:
+        """Why a POST is refused: no writer, a cross-site request, or a CSRF token that does
+        not match the cookie (double submit)."""
+        if kube is None:
+            return "this dashboard is read-only"
+        origin = request.headers.get("origin")
+        if origin is not None and urllib.parse.urlsplit(origin).netloc != request.url.netloc:
+            return "the request came from another site"
+        form = await request.form()
+        sent, cookie = str(form.get("csrf") or ""), request.cookies.get(CSRF_COOKIE) or ""
+        if not cookie or not hmac.compare_digest(sent, cookie):
+            return "the form is stale or forged (CSRF token mismatch); reload the page"
+        return None
 
     def render(name: str, **context: object) -> HTMLResponse:
         return HTMLResponse(env.get_template(name).render(**context))
@@ -56,6 +93,33 @@ def create_app(store: Store) -> Starlette:
         if request.query_params.get("fragment"):
             return render("runs_table.html", **context)
         return render("runs.html", **context)
+
+    async def queues(request: Request) -> Response:
+        token = csrf_token(request)
+        rows = queue_rows(store.of_kind("taskqueues"), store.of_kind("taskruns"))
+        return with_csrf(request, render("queues.html", rows=rows, csrf=token,
+                                         section="queues"), token)
+
+    async def queue_action(request: Request) -> Response:
+        if request.path_params["action"] not in ("pause", "resume"):
+            return render_status("missing.html", 404, what="such action", section="queues")
+        why = await action_refused(request)
+        if why is not None:
+            return render_status("refused.html", 403, why=why, section="queues")
+        assert kube is not None
+        namespace, name = request.path_params["namespace"], request.path_params["name"]
+        paused = request.path_params["action"] == "pause"
+        body = {"apiVersion": "kubetasks.dev/v1alpha1", "kind": "TaskQueue",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"paused": paused}}
+        try:
+            applied = await asyncio.to_thread(kube.apply, "taskqueues", namespace, name, body,
+                                              FIELD_MANAGER)
+        except ApiError as error:
+            status = 403 if error.status == 403 else 502
+            return render_status("refused.html", status, why=str(error), section="queues")
+        store.apply("taskqueues", "MODIFIED", applied)
+        return RedirectResponse("/queues", status_code=303)
 
     async def run(request: Request) -> Response:
         namespace, name = request.path_params["namespace"], request.path_params["name"]
@@ -95,5 +159,7 @@ def create_app(store: Store) -> Starlette:
         Route("/", home),
         Route("/runs", runs),
         Route("/runs/{namespace}/{name}", run),
+        Route("/queues", queues),
+        Route("/queues/{namespace}/{name}/{action:str}", queue_action, methods=["POST"]),
         Route("/events", events),
     ])

@@ -9,7 +9,7 @@ from kubetasks._internal.client import KubeApi
 from kubetasks.dashboard.app import create_app
 from kubetasks.dashboard.cache import Store, Watcher
 
-WATCHED = ("taskruns",)  # more kinds come with their pages
+WATCHED = ("taskruns", "taskqueues")  # more kinds come with their pages
 
 
 def serve(namespaces: Sequence[str], *, host: str = "127.0.0.1", port: int = 8484,
@@ -26,7 +26,8 @@ def serve(namespaces: Sequence[str], *, host: str = "127.0.0.1", port: int = 848
     print(f"kubetasks dashboard on http://{host}:{port}/ ({', '.join(namespaces)})",
           flush=True)
     try:
-        uvicorn.run(create_app(store), host=host, port=port, log_level="warning")
+        uvicorn.run(create_app(store, kube), host=host, port=port, log_level="warning",
+                    access_log=False)
     finally:
         for watcher in watchers:
             watcher.stop()

@@ -146,3 +146,36 @@ def pretty(value: Any) -> str:
     import json
 
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    namespace: str
+    name: str
+    limit: int | None
+    total: int | None
+    running: int
+    queued: int
+    keys: int
+    paused: bool
+    declared: bool
+    """A TaskQueue object exists (else the queue is only named by runs or tasks)."""
+
+
+def queue_rows(queues: Iterable[Json], runs: Iterable[Json]) -> list[QueueRow]:
+    """Every TaskQueue, and every queue runs name without one, by namespace and name."""
+    rows: dict[tuple[str, str], QueueRow] = {}
+    for queue in queues:
+        meta, spec, status = queue["metadata"], queue.get("spec") or {}, queue.get("status") or {}
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        rows[key] = QueueRow(key[0], key[1], spec.get("concurrencyLimit"),
+                             spec.get("totalConcurrencyLimit"), int(status.get("running") or 0),
+                             int(status.get("queued") or 0), int(status.get("activeKeys") or 0),
+                             bool(spec.get("paused")), True)
+    for run in runs:
+        status = run.get("status") or {}
+        name = status.get("queue")
+        key = (str(run["metadata"].get("namespace", "")), str(name or ""))
+        if name and key not in rows:
+            rows[key] = QueueRow(key[0], key[1], None, None, 0, 0, 0, False, False)
+    return [rows[k] for k in sorted(rows)]

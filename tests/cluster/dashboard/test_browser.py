@@ -7,6 +7,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from kubetasks._internal.client import KubeApi
 from kubetasks.dashboard.app import create_app
 from kubetasks.dashboard.cache import Store, Watcher
 from kubetasks.devcluster import ControlPlane
-from tests.cluster.helpers import make_run
+from tests.cluster.helpers import GROUP, VERSION, custom, make_queue, make_run, wait_until
 
 pytestmark = pytest.mark.cluster
 CHROMIUM = "/usr/bin/chromium"
@@ -37,11 +39,12 @@ def free_port() -> int:
 def dashboard(control_plane: ControlPlane, namespace: str) -> Iterator[str]:
     kube = KubeApi.from_environment(kubeconfig=control_plane.kubeconfig)
     store = Store()
-    watcher = Watcher(kube, store, "taskruns", namespace).start()
-    assert watcher.synced.wait(30)
+    watchers = [Watcher(kube, store, plural, namespace).start()
+                for plural in ("taskruns", "taskqueues")]
+    assert all(w.synced.wait(30) for w in watchers)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(store), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(store, kube), host="127.0.0.1",
+                                           port=port, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -53,7 +56,8 @@ def dashboard(control_plane: ControlPlane, namespace: str) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
-        watcher.stop()
+        for watcher in watchers:
+            watcher.stop()
 
 
 def test_a_new_run_appears_live_and_filters_stay_in_the_url(
@@ -85,4 +89,48 @@ def test_a_new_run_appears_live_and_filters_stay_in_the_url(
         assert "vip" in page.text_content("dl.facts")
         missing = page.goto(f"{dashboard}/runs/{namespace}/nope")
         assert missing is not None and missing.status == 404
+        browser.close()
+
+
+def test_a_queue_is_paused_after_confirmation_and_a_forged_post_changes_nothing(
+    dashboard: str, kube_api: client.ApiClient, namespace: str,
+) -> None:
+    make_queue(kube_api, namespace, "emails", concurrencyLimit=2)
+
+    def paused() -> bool:
+        queue = custom(kube_api).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "taskqueues", "emails")
+        return bool((queue.get("spec") or {}).get("paused"))
+
+    # A POST from another site, without the page's token: refused, nothing changes.
+    forged = urllib.request.Request(
+        f"{dashboard}/queues/{namespace}/emails/pause", data=b"csrf=guess", method="POST",
+        headers={"Origin": "http://evil.example", "Cookie": "kubetasks_csrf=guess2"})
+    try:
+        urllib.request.urlopen(forged)
+        raise AssertionError("a forged POST was accepted")
+    except urllib.error.HTTPError as error:
+        assert error.code == 403
+    assert not paused()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(f"{dashboard}/queues")
+        row = page.locator(f'tr[data-queue="{namespace}/emails"]')
+        row.wait_for()
+        # Dismissing the confirmation does nothing.
+        page.once("dialog", lambda dialog: dialog.dismiss())
+        row.get_by_role("button", name="Pause").click()
+        time.sleep(0.5)
+        assert not paused()
+        page.once("dialog", lambda dialog: dialog.accept())
+        row.get_by_role("button", name="Pause").click()
+        page.wait_for_url("**/queues")
+        wait_until(paused, timeout=10, what="the queue to be paused")
+        assert "Paused" in page.locator(f'tr[data-queue="{namespace}/emails"]').inner_text()
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.locator(f'tr[data-queue="{namespace}/emails"]').get_by_role(
+            "button", name="Resume").click()
+        wait_until(lambda: not paused(), timeout=10, what="the queue to be resumed")
         browser.close()
