@@ -27,6 +27,7 @@ from kubetasks._internal.client import KubeApi
 from kubetasks.dashboard.cache import Store
 from kubetasks.dashboard.views import (
     FILTERS,
+    FINAL,
     pretty,
     queue_rows,
     run_page,
@@ -121,9 +122,49 @@ def create_app(store: Store, kube: KubeApi | None = None) -> Starlette:
         store.apply("taskqueues", "MODIFIED", applied)
         return RedirectResponse("/queues", status_code=303)
 
+    async def run_action(request: Request) -> Response:
+        namespace, name = request.path_params["namespace"], request.path_params["name"]
+        action = request.path_params["action"]
+        if action not in ("cancel", "replay", "reschedule"):
+            return render_status("missing.html", 404, what="such action", section="runs")
+        why = await action_refused(request)
+        if why is not None:
+            return render_status("refused.html", 403, why=why, section="runs")
+        assert kube is not None
+        from kubetasks._internal import triggering
+        from kubetasks._internal.client import Client
+        from kubetasks.handles import cancel_run
+
+        sdk = Client(kube.with_namespace(namespace))
+        run_id = f"{namespace}/{name}"
+        form = await request.form()
+        try:
+            if action == "cancel":
+                await asyncio.to_thread(cancel_run, sdk, run_id)
+                target = f"/runs/{namespace}/{name}"
+            elif action == "replay":
+                handle = await asyncio.to_thread(triggering.replay, sdk, run_id)
+                target = f"/runs/{handle.id}"
+            else:
+                delay = str(form.get("delay") or "")
+                await asyncio.to_thread(triggering.reschedule, sdk, run_id, delay)
+                target = f"/runs/{namespace}/{name}"
+        except ApiError as error:
+            status = 403 if error.status == 403 else 502
+            return render_status("refused.html", status, why=str(error), section="runs")
+        except Exception as error:  # the SDK's own refusals say what to change
+            return render_status("refused.html", 409, why=str(error), section="runs")
+        return RedirectResponse(target, status_code=303)
+
     async def run(request: Request) -> Response:
         namespace, name = request.path_params["namespace"], request.path_params["name"]
         obj = store.get("taskruns", namespace, name)
+        if obj is None and kube is not None:
+            # Just created (a replay's redirect can outrun the watch): read it once.
+            try:
+                obj = await asyncio.to_thread(kube.get_object, "taskruns", namespace, name)
+            except ApiError:
+                obj = None
         if obj is None:
             return render_status("missing.html", 404, what=f"run {namespace}/{name}",
                                  section="runs")
@@ -132,9 +173,12 @@ def create_app(store: Store, kube: KubeApi | None = None) -> Starlette:
             "(offloaded to object storage)" if spec.get("payloadRef") else None)
         output = pretty(status["output"]) if "output" in status else (
             "(offloaded to object storage)" if status.get("outputRef") else None)
-        return render("run.html", run=obj, row=run_row(obj, time.time()),
+        token = csrf_token(request)
+        page = render("run.html", run=obj, row=run_row(obj, time.time()),
                       moments=timeline(obj), payload=payload, output=output, pretty=pretty,
-                      section="runs")
+                      section="runs", csrf=token, final=run_row(obj, 0).status in FINAL,
+                      writable=kube is not None)
+        return with_csrf(request, page, token)
 
     async def events(request: Request) -> Response:
         kinds = set((request.query_params.get("kinds") or "").split(",")) - {""}
@@ -159,6 +203,7 @@ def create_app(store: Store, kube: KubeApi | None = None) -> Starlette:
         Route("/", home),
         Route("/runs", runs),
         Route("/runs/{namespace}/{name}", run),
+        Route("/runs/{namespace}/{name}/{action:str}", run_action, methods=["POST"]),
         Route("/queues", queues),
         Route("/queues/{namespace}/{name}/{action:str}", queue_action, methods=["POST"]),
         Route("/events", events),

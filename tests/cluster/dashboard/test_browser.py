@@ -134,3 +134,31 @@ def test_a_queue_is_paused_after_confirmation_and_a_forged_post_changes_nothing(
             "button", name="Resume").click()
         wait_until(lambda: not paused(), timeout=10, what="the queue to be resumed")
         browser.close()
+
+
+def test_a_run_is_canceled_and_replayed_from_its_page(
+    dashboard: str, kube_api: client.ApiClient, namespace: str,
+) -> None:
+    make_run(kube_api, namespace, "nightly", "behave", {"report": "x"}, tags=["ops"])
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(f"{dashboard}/runs/{namespace}/nightly")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Cancel").click()
+        wait_until(lambda: custom(kube_api).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "taskruns", "nightly")["spec"].get("cancel"),
+            timeout=10, what="spec.cancel")
+        page.wait_for_selector("text=Cancel requested.")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Replay").click()
+        # The replay's own page: a new run of the same task, payload and tags.
+        page.wait_for_url(f"**/runs/{namespace}/behave-*")
+        new_name = page.url.rsplit("/", 1)[1]
+        page.wait_for_selector("ol.timeline")  # its page, not a 404
+        replayed = custom(kube_api).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "taskruns", new_name)
+        assert replayed["spec"]["payload"] == {"report": "x"}
+        assert replayed["spec"]["tags"] == ["ops"]
+        assert not replayed["spec"].get("cancel")
+        browser.close()
