@@ -28,10 +28,13 @@ from kubetasks.dashboard.cache import Store
 from kubetasks.dashboard.views import (
     FILTERS,
     FINAL,
+    batch_items,
+    batch_row,
     pretty,
     queue_rows,
     run_page,
     run_row,
+    task_rows,
     timeline,
 )
 from kubetasks.errors import ApiError
@@ -156,6 +159,25 @@ def create_app(store: Store, kube: KubeApi | None = None) -> Starlette:
             return render_status("refused.html", 409, why=str(error), section="runs")
         return RedirectResponse(target, status_code=303)
 
+    async def batches(request: Request) -> Response:
+        rows = sorted((batch_row(b) for b in store.of_kind("taskbatches")),
+                      key=lambda r: (r.namespace, r.name))
+        return render("batches.html", rows=rows, section="batches")
+
+    async def batch(request: Request) -> Response:
+        namespace, name = request.path_params["namespace"], request.path_params["name"]
+        obj = store.get("taskbatches", namespace, name)
+        if obj is None:
+            return render_status("missing.html", 404, what=f"batch {namespace}/{name}",
+                                 section="batches")
+        items = batch_items(obj, (r for r in store.of_kind("taskruns", namespace)),
+                            time.time())
+        return render("batch.html", row=batch_row(obj), items=items, section="batches")
+
+    async def tasks(request: Request) -> Response:
+        rows = task_rows(store.of_kind("tasks"), store.of_kind("taskruns"))
+        return render("tasks.html", rows=rows, section="tasks")
+
     async def run(request: Request) -> Response:
         namespace, name = request.path_params["namespace"], request.path_params["name"]
         obj = store.get("taskruns", namespace, name)
@@ -205,6 +227,9 @@ def create_app(store: Store, kube: KubeApi | None = None) -> Starlette:
         Route("/runs/{namespace}/{name}", run),
         Route("/runs/{namespace}/{name}/{action:str}", run_action, methods=["POST"]),
         Route("/queues", queues),
+        Route("/batches", batches),
+        Route("/batches/{namespace}/{name}", batch),
+        Route("/tasks", tasks),
         Route("/queues/{namespace}/{name}/{action:str}", queue_action, methods=["POST"]),
         Route("/events", events),
     ])

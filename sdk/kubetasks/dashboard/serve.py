@@ -9,7 +9,7 @@ from kubetasks._internal.client import KubeApi
 from kubetasks.dashboard.app import create_app
 from kubetasks.dashboard.cache import Store, Watcher
 
-WATCHED = ("taskruns", "taskqueues")  # more kinds come with their pages
+WATCHED = ("taskruns", "taskqueues", "taskbatches", "tasks")
 
 
 def serve(namespaces: Sequence[str], *, host: str = "127.0.0.1", port: int = 8484,

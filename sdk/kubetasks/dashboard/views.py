@@ -179,3 +179,75 @@ def queue_rows(queues: Iterable[Json], runs: Iterable[Json]) -> list[QueueRow]:
         if name and key not in rows:
             rows[key] = QueueRow(key[0], key[1], None, None, 0, 0, 0, False, False)
     return [rows[k] for k in sorted(rows)]
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    namespace: str
+    name: str
+    task: str
+    phase: str
+    total: int
+    created: int
+    counts: Mapping[str, int]
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.get(k, 0) for k in ("completed", "failed", "canceled",
+                                                     "expired"))
+
+
+def batch_row(batch: Json) -> BatchRow:
+    meta, spec, status = batch["metadata"], batch.get("spec") or {}, batch.get("status") or {}
+    total = int(status.get("total") or spec.get("itemCount") or len(spec.get("items") or ()))
+    return BatchRow(str(meta.get("namespace", "")), str(meta.get("name", "")),
+                    str(spec.get("task", "")), str(status.get("phase") or "Pending"), total,
+                    int(status.get("created") or 0),
+                    {k: int(v) for k, v in (status.get("counts") or {}).items()})
+
+
+def batch_items(batch: Json, runs: Iterable[Json], now: float) -> list[tuple[int, RunRow]]:
+    """The batch's item runs, in item order."""
+    name = batch["metadata"]["name"]
+    items = []
+    for run in runs:
+        ref = (run.get("spec") or {}).get("batch") or {}
+        if ref.get("name") == name and isinstance(ref.get("index"), int):
+            items.append((ref["index"], run_row(run, now)))
+    items.sort(key=lambda item: item[0])
+    return items
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    namespace: str
+    name: str
+    image: str
+    entrypoint: str
+    queue: str
+    retry: str
+    outcomes: Mapping[str, int]
+
+
+def task_rows(tasks: Iterable[Json], runs: Iterable[Json]) -> list[TaskRow]:
+    """Deployed tasks with their retry policy and how their runs ended."""
+    outcomes: dict[tuple[str, str], dict[str, int]] = {}
+    for run in runs:
+        phase = (run.get("status") or {}).get("phase")
+        if phase in FINAL:
+            key = (str(run["metadata"].get("namespace", "")),
+                   str((run.get("spec") or {}).get("task", "")))
+            tally = outcomes.setdefault(key, {})
+            tally[phase] = tally.get(phase, 0) + 1
+    rows = []
+    for task in tasks:
+        meta, spec = task["metadata"], task.get("spec") or {}
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        retry = spec.get("retry") or {}
+        retry_text = (f"{retry['maxAttempts']} attempts" if retry.get("maxAttempts")
+                      else "default")
+        rows.append(TaskRow(key[0], key[1], str(spec.get("image", "")),
+                            str(spec.get("entrypoint", "")),
+                            str((spec.get("queue") or {}).get("name") or key[1]), retry_text,
+                            dict(sorted(outcomes.get(key, {}).items()))))
+    return sorted(rows, key=lambda r: (r.namespace, r.name))

@@ -21,7 +21,16 @@ from kubetasks._internal.client import KubeApi
 from kubetasks.dashboard.app import create_app
 from kubetasks.dashboard.cache import Store, Watcher
 from kubetasks.devcluster import ControlPlane
-from tests.cluster.helpers import GROUP, VERSION, custom, make_queue, make_run, wait_until
+from tests.cluster.helpers import (
+    GROUP,
+    VERSION,
+    create,
+    custom,
+    make_queue,
+    make_run,
+    make_task,
+    wait_until,
+)
 
 pytestmark = pytest.mark.cluster
 CHROMIUM = "/usr/bin/chromium"
@@ -40,7 +49,7 @@ def dashboard(control_plane: ControlPlane, namespace: str) -> Iterator[str]:
     kube = KubeApi.from_environment(kubeconfig=control_plane.kubeconfig)
     store = Store()
     watchers = [Watcher(kube, store, plural, namespace).start()
-                for plural in ("taskruns", "taskqueues")]
+                for plural in ("taskruns", "taskqueues", "taskbatches", "tasks")]
     assert all(w.synced.wait(30) for w in watchers)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(store, kube), host="127.0.0.1",
@@ -161,4 +170,30 @@ def test_a_run_is_canceled_and_replayed_from_its_page(
         assert replayed["spec"]["payload"] == {"report": "x"}
         assert replayed["spec"]["tags"] == ["ops"]
         assert not replayed["spec"].get("cancel")
+        browser.close()
+
+
+def test_batches_and_tasks_pages_show_what_exists(
+    dashboard: str, kube_api: client.ApiClient, namespace: str,
+) -> None:
+    make_task(kube_api, namespace, "behave")
+    create(kube_api, namespace, "taskbatches", {
+        "kind": "TaskBatch", "metadata": {"name": "fan"},
+        "spec": {"task": "behave", "items": [{"payload": {"i": i}} for i in range(3)]}})
+    for i in (1, 0):
+        make_run(kube_api, namespace, f"fan-{i}", "behave", {"i": i},
+                 batch={"name": "fan", "index": i})
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(f"{dashboard}/batches")
+        page.locator(f'tr[data-batch="{namespace}/fan"]').wait_for()
+        page.click(f'a[href="/batches/{namespace}/fan"]')
+        page.wait_for_selector('tr[data-item="1"]')
+        assert page.locator("tr[data-item]").evaluate_all(
+            "rows => rows.map(r => r.dataset.item)") == ["0", "1"]
+        page.goto(f"{dashboard}/tasks")
+        row = page.locator(f'tr[data-task="{namespace}/behave"]')
+        row.wait_for()
+        assert "tests.cluster.tasks:run" in row.inner_text()
         browser.close()

@@ -57,3 +57,37 @@ def test_durations_read_like_a_person_says_them() -> None:
     assert duration(NOW - 1.25, None, NOW) == "1.2 s"
     assert duration(NOW - 125, NOW, NOW) == "2 min 5 s"
     assert duration(NOW - 7300, NOW, NOW) == "2 h 1 min"
+
+
+def test_a_batch_row_counts_its_done_items_and_lists_them_in_order() -> None:
+    from kubetasks.dashboard.views import batch_items, batch_row
+
+    batch = {"metadata": {"namespace": "jobs", "name": "b1"},
+             "spec": {"task": "resize", "itemCount": 3},
+             "status": {"phase": "Running", "total": 3, "created": 3,
+                        "counts": {"completed": 1, "failed": 1, "running": 1}}}
+    row = batch_row(batch)
+    assert (row.total, row.created, row.done, row.phase) == (3, 3, 2, "Running")
+    runs = [run(f"b1-{i}", "2027-01-15T08:00:00Z", "Completed", batch={"name": "b1", "index": i})
+            for i in (2, 0, 1)] + [run("other", "2027-01-15T08:00:00Z")]
+    assert [(i, r.name) for i, r in batch_items(batch, runs, NOW)] == [
+        (0, "b1-0"), (1, "b1-1"), (2, "b1-2")]
+
+
+def test_task_rows_tally_how_runs_ended() -> None:
+    from kubetasks.dashboard.views import task_rows
+
+    tasks = [{"metadata": {"namespace": "jobs", "name": "send-email"},
+              "spec": {"image": "app:1", "entrypoint": "app.tasks:send",
+                       "retry": {"maxAttempts": 3}}},
+             {"metadata": {"namespace": "jobs", "name": "resize"},
+              "spec": {"image": "app:1", "entrypoint": "app.tasks:resize",
+                       "queue": {"name": "images"}}}]
+    runs = [run("a", "2027-01-15T08:00:00Z", "Completed"),
+            run("b", "2027-01-15T08:00:00Z", "Failed"),
+            run("c", "2027-01-15T08:00:00Z", "Completed"),
+            run("d", "2027-01-15T08:00:00Z", "Executing")]
+    rows = {r.name: r for r in task_rows(tasks, runs)}
+    assert rows["send-email"].outcomes == {"Completed": 2, "Failed": 1}
+    assert rows["send-email"].retry == "3 attempts" and rows["send-email"].queue == "send-email"
+    assert rows["resize"].outcomes == {} and rows["resize"].queue == "images"
