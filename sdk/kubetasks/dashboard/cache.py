@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import urllib3
+
 from kubetasks._internal.client import KubeApi
 from kubetasks.errors import ApiError
 
@@ -195,12 +197,17 @@ class Watcher:
                                   or version)
                     if kind in ("ADDED", "MODIFIED", "DELETED"):
                         self.store.apply(self.plural, kind, obj)
-            except ApiError as error:
+            except (ApiError, urllib3.exceptions.HTTPError) as error:
+                if self._stop.is_set():
+                    return
+                # An API error, or the connection lost (the API server restarted): routine.
                 log.warning("watching %s in %s: %s; listing again", self.plural,
                             self.namespace, error)
                 version = ""
                 self.sleep(RELIST_AFTER_ERROR)
             except Exception:
+                if self._stop.is_set():
+                    return
                 log.exception("watching %s in %s failed; listing again", self.plural,
                               self.namespace)
                 version = ""
