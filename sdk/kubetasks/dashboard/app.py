@@ -24,7 +24,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 from starlette.routing import Route
 
 from kubetasks._internal.client import KubeApi
-from kubetasks.dashboard.cache import Store
+from kubetasks.dashboard.auth import Auth, Denied, LocalAuth, User
+from kubetasks.dashboard.cache import Json, Store
 from kubetasks.dashboard.views import (
     FILTERS,
     FINAL,
@@ -45,10 +46,39 @@ CSRF_COOKIE = "kubetasks_csrf"
 FIELD_MANAGER = "kubetasks-dashboard"
 
 
-def create_app(store: Store, kube: KubeApi | None = None) -> Starlette:
-    """The pages over ``store``; actions write with ``kube`` (locally: the kubeconfig's
-    user). Without ``kube`` the dashboard is read-only."""
+def create_app(store: Store, kube: KubeApi | None = None, auth: Auth | None = None
+               ) -> Starlette:
+    """The pages over ``store``. ``auth`` says who asks and what they may do (see
+    ``auth.py``); without it, ``kube`` (the kubeconfig's user) acts for everyone, and
+    without either the dashboard is read-only."""
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape())
+    if auth is None and kube is not None:
+        auth = LocalAuth(kube)
+
+    def who(request: Request) -> tuple[User, KubeApi] | None:
+        """The person and a client that writes as them; None when read-only."""
+        if auth is None:
+            return None
+        return auth.user(request.headers.get("authorization"))
+
+    def may(request: Request, verb: str, resource: str, namespace: str) -> None:
+        found = who(request)
+        if found is not None and auth is not None:
+            auth.check(found[0], verb, resource, namespace)
+
+    def readable(request: Request, resource: str, objs: list[Json]) -> list[Json]:
+        """The objects of the namespaces where the person may list ``resource``."""
+        found = who(request)
+        if found is None or auth is None:
+            return objs
+        allowed: dict[str, bool] = {}
+        for ns in {str(o["metadata"].get("namespace", "")) for o in objs}:
+            try:
+                auth.check(found[0], "list", resource, ns)
+                allowed[ns] = True
+            except Denied:
+                allowed[ns] = False
+        return [o for o in objs if allowed[str(o["metadata"].get("namespace", ""))]]
 
     def csrf_token(request: Request) -> str:
         return request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
@@ -61,7 +91,7 @@ def create_app(store: Store, kube: KubeApi | None = None) -> Starlette:
     async def action_refused(request: Request) -> str | None:
         """Why a POST is refused: no writer, a cross-site request, or a CSRF token that does
         not match the cookie (double submit)."""
-        if kube is None:
+        if auth is None:
             return "this dashboard is read-only"
         origin = request.headers.get("origin")
         if origin is not None and urllib.parse.urlsplit(origin).netloc != request.url.netloc:
@@ -87,7 +117,8 @@ def create_app(store: Store, kube: KubeApi | None = None) -> Starlette:
             number = int(request.query_params.get("page", "1"))
         except ValueError:
             number = 1
-        page = run_page(store.of_kind("taskruns"), filters, number, time.time())
+        page = run_page(readable(request, "taskruns", store.of_kind("taskruns")), filters,
+                        number, time.time())
 
         def query_for(n: int) -> str:
             return urllib.parse.urlencode({**filters, "page": n})
@@ -100,7 +131,8 @@ def create_app(store: Store, kube: KubeApi | None = None) -> Starlette:
 
     async def queues(request: Request) -> Response:
         token = csrf_token(request)
-        rows = queue_rows(store.of_kind("taskqueues"), store.of_kind("taskruns"))
+        rows = queue_rows(readable(request, "taskqueues", store.of_kind("taskqueues")),
+                          readable(request, "taskruns", store.of_kind("taskruns")))
         return with_csrf(request, render("queues.html", rows=rows, csrf=token,
                                          section="queues"), token)
 
@@ -110,14 +142,17 @@ def create_app(store: Store, kube: KubeApi | None = None) -> Starlette:
         why = await action_refused(request)
         if why is not None:
             return render_status("refused.html", 403, why=why, section="queues")
-        assert kube is not None
         namespace, name = request.path_params["namespace"], request.path_params["name"]
+        may(request, "patch", "taskqueues", namespace)
+        found = who(request)
+        assert found is not None
+        writer = found[1]
         paused = request.path_params["action"] == "pause"
         body = {"apiVersion": "kubetasks.dev/v1alpha1", "kind": "TaskQueue",
                 "metadata": {"name": name, "namespace": namespace},
                 "spec": {"paused": paused}}
         try:
-            applied = await asyncio.to_thread(kube.apply, "taskqueues", namespace, name, body,
+            applied = await asyncio.to_thread(writer.apply, "taskqueues", namespace, name, body,
                                               FIELD_MANAGER)
         except ApiError as error:
             status = 403 if error.status == 403 else 502
@@ -133,12 +168,14 @@ def create_app(store: Store, kube: KubeApi | None = None) -> Starlette:
         why = await action_refused(request)
         if why is not None:
             return render_status("refused.html", 403, why=why, section="runs")
-        assert kube is not None
+        may(request, "create" if action == "replay" else "patch", "taskruns", namespace)
+        found = who(request)
+        assert found is not None
         from kubetasks._internal import triggering
         from kubetasks._internal.client import Client
         from kubetasks.handles import cancel_run
 
-        sdk = Client(kube.with_namespace(namespace))
+        sdk = Client(found[1].with_namespace(namespace))
         run_id = f"{namespace}/{name}"
         form = await request.form()
         try:
@@ -160,12 +197,14 @@ def create_app(store: Store, kube: KubeApi | None = None) -> Starlette:
         return RedirectResponse(target, status_code=303)
 
     async def batches(request: Request) -> Response:
-        rows = sorted((batch_row(b) for b in store.of_kind("taskbatches")),
+        rows = sorted((batch_row(b) for b in readable(request, "taskbatches",
+                                                        store.of_kind("taskbatches"))),
                       key=lambda r: (r.namespace, r.name))
         return render("batches.html", rows=rows, section="batches")
 
     async def batch(request: Request) -> Response:
         namespace, name = request.path_params["namespace"], request.path_params["name"]
+        may(request, "get", "taskbatches", namespace)
         obj = store.get("taskbatches", namespace, name)
         if obj is None:
             return render_status("missing.html", 404, what=f"batch {namespace}/{name}",
@@ -175,11 +214,13 @@ def create_app(store: Store, kube: KubeApi | None = None) -> Starlette:
         return render("batch.html", row=batch_row(obj), items=items, section="batches")
 
     async def tasks(request: Request) -> Response:
-        rows = task_rows(store.of_kind("tasks"), store.of_kind("taskruns"))
+        rows = task_rows(readable(request, "tasks", store.of_kind("tasks")),
+                         readable(request, "taskruns", store.of_kind("taskruns")))
         return render("tasks.html", rows=rows, section="tasks")
 
     async def run(request: Request) -> Response:
         namespace, name = request.path_params["namespace"], request.path_params["name"]
+        may(request, "get", "taskruns", namespace)
         obj = store.get("taskruns", namespace, name)
         if obj is None and kube is not None:
             # Just created (a replay's redirect can outrun the watch): read it once.
@@ -199,18 +240,32 @@ def create_app(store: Store, kube: KubeApi | None = None) -> Starlette:
         page = render("run.html", run=obj, row=run_row(obj, time.time()),
                       moments=timeline(obj), payload=payload, output=output, pretty=pretty,
                       section="runs", csrf=token, final=run_row(obj, 0).status in FINAL,
-                      writable=kube is not None)
+                      writable=auth is not None)
         return with_csrf(request, page, token)
 
     async def events(request: Request) -> Response:
         kinds = set((request.query_params.get("kinds") or "").split(",")) - {""}
+        found = who(request)  # the person, checked once per stream
+        allowed: dict[tuple[str, str], bool] = {}
+
+        def visible(resource: str, namespace: str) -> bool:
+            if found is None or auth is None:
+                return True
+            if (resource, namespace) not in allowed:
+                try:
+                    auth.check(found[0], "list", resource, namespace)
+                    allowed[(resource, namespace)] = True
+                except Denied:
+                    allowed[(resource, namespace)] = False
+            return allowed[(resource, namespace)]
 
         async def stream() -> AsyncIterator[str]:
             seq = store.seq
             yield ": connected\n\n"
             while not await request.is_disconnected():
                 seq, changes = await asyncio.to_thread(store.changed_since, seq, HEARTBEAT)
-                changes = [c for c in changes if not kinds or c.key[0] in kinds]
+                changes = [c for c in changes if (not kinds or c.key[0] in kinds)
+                           and visible(c.key[0], c.key[1])]
                 if not changes:
                     yield ": heartbeat\n\n"
                     continue
@@ -221,7 +276,11 @@ def create_app(store: Store, kube: KubeApi | None = None) -> Starlette:
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
 
-    return Starlette(routes=[
+    async def denied(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Denied)
+        return render_status("refused.html", exc.status, why=str(exc), section="")
+
+    return Starlette(exception_handlers={Denied: denied}, routes=[
         Route("/", home),
         Route("/runs", runs),
         Route("/runs/{namespace}/{name}", run),
