@@ -41,6 +41,38 @@ from kubetasks.dashboard.views import (
 from kubetasks.errors import ApiError
 
 TEMPLATES = Path(__file__).parent / "templates"
+class BulkJob:
+    """One bulk cancel or replay, run in the background, one run at a time."""
+
+    def __init__(self, id: str, action: str, total: int) -> None:
+        self.id = id
+        self.action = action
+        self.total = total
+        self.done = 0
+        self.errors: list[str] = []
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.done + len(self.errors) >= self.total
+
+    async def run(self, writer: KubeApi, run_ids: list[str]) -> None:
+        from kubetasks._internal import triggering
+        from kubetasks._internal.client import Client
+        from kubetasks.handles import cancel_run
+
+        for run_id in run_ids:
+            sdk = Client(writer.with_namespace(run_id.split("/", 1)[0]))
+            try:
+                if self.action == "cancel":
+                    await asyncio.to_thread(cancel_run, sdk, run_id)
+                else:
+                    await asyncio.to_thread(triggering.replay, sdk, run_id)
+                self.done += 1
+            except Exception as error:  # each failure is shown; the others go on
+                self.errors.append(f"{run_id}: {error}")
+
+
 HEARTBEAT = 15.0  # seconds between SSE comments, so proxies keep the stream open
 CSRF_COOKIE = "kubetasks_csrf"
 FIELD_MANAGER = "kubetasks-dashboard"
@@ -123,11 +155,12 @@ def create_app(store: Store, kube: KubeApi | None = None, auth: Auth | None = No
         def query_for(n: int) -> str:
             return urllib.parse.urlencode({**filters, "page": n})
 
+        token = csrf_token(request)
         context = {"page": page, "filters": filters, "section": "runs",
-                   "query_for": query_for}
+                   "query_for": query_for, "csrf": token, "writable": auth is not None}
         if request.query_params.get("fragment"):
             return render("runs_table.html", **context)
-        return render("runs.html", **context)
+        return with_csrf(request, render("runs.html", **context), token)
 
     async def queues(request: Request) -> Response:
         token = csrf_token(request)
@@ -218,6 +251,40 @@ def create_app(store: Store, kube: KubeApi | None = None, auth: Auth | None = No
                          readable(request, "taskruns", store.of_kind("taskruns")))
         return render("tasks.html", rows=rows, section="tasks")
 
+    jobs: dict[str, BulkJob] = {}
+
+    async def bulk(request: Request) -> Response:
+        """Cancel or replay every run the filter selects, in the background; its progress
+        on its own page."""
+        action = request.path_params["action"]
+        if action not in ("cancel", "replay"):
+            return render_status("missing.html", 404, what="such action", section="runs")
+        why = await action_refused(request)
+        if why is not None:
+            return render_status("refused.html", 403, why=why, section="runs")
+        found = who(request)
+        assert found is not None
+        form = await request.form()
+        filters = {k: str(form.get(k) or "") for k in FILTERS if form.get(k)}
+        selected = [row for row in run_page(readable(request, "taskruns",
+                                                     store.of_kind("taskruns")),
+                                            filters, 1, time.time(), size=None).rows
+                    if action == "replay" or row.status not in FINAL]
+        verb = "create" if action == "replay" else "patch"
+        for namespace in {row.namespace for row in selected}:
+            may(request, verb, "taskruns", namespace)
+        job = BulkJob(secrets.token_urlsafe(8), action, len(selected))
+        jobs[job.id] = job
+        job.task = asyncio.create_task(job.run(found[1], [r.id for r in selected]))
+        return RedirectResponse(f"/bulk/{job.id}", status_code=303)
+
+    async def bulk_status(request: Request) -> Response:
+        job = jobs.get(request.path_params["id"])
+        if job is None:
+            return render_status("missing.html", 404, what="such bulk action",
+                                 section="runs")
+        return render("bulk.html", job=job, section="runs")
+
     async def run(request: Request) -> Response:
         namespace, name = request.path_params["namespace"], request.path_params["name"]
         may(request, "get", "taskruns", namespace)
@@ -285,6 +352,8 @@ def create_app(store: Store, kube: KubeApi | None = None, auth: Auth | None = No
         Route("/runs", runs),
         Route("/runs/{namespace}/{name}", run),
         Route("/runs/{namespace}/{name}/{action:str}", run_action, methods=["POST"]),
+        Route("/bulk/{id}", bulk_status),
+        Route("/runs-bulk/{action:str}", bulk, methods=["POST"]),
         Route("/queues", queues),
         Route("/batches", batches),
         Route("/batches/{namespace}/{name}", batch),

@@ -92,15 +92,17 @@ class RunPage:
     pages: int
 
 
-def run_page(runs: Iterable[Json], filters: Mapping[str, str], page: int, now: float
-             ) -> RunPage:
-    """The runs that match, newest first, one page of them."""
+def run_page(runs: Iterable[Json], filters: Mapping[str, str], page: int, now: float,
+             size: int | None = PAGE_SIZE) -> RunPage:
+    """The runs that match, newest first, one page of them (every one with ``size`` None)."""
     rows = [row for row in (run_row(r, now) for r in runs) if matches(row, filters)]
     rows.sort(key=lambda r: (r.created, r.name), reverse=True)
-    pages = max(1, -(-len(rows) // PAGE_SIZE))
+    if size is None:
+        return RunPage(rows, len(rows), 1, 1)
+    pages = max(1, -(-len(rows) // size))
     page = min(max(1, page), pages)
-    start = (page - 1) * PAGE_SIZE
-    return RunPage(rows[start:start + PAGE_SIZE], len(rows), page, pages)
+    start = (page - 1) * size
+    return RunPage(rows[start:start + size], len(rows), page, pages)
 
 
 @dataclass(frozen=True)

@@ -197,3 +197,29 @@ def test_batches_and_tasks_pages_show_what_exists(
         row.wait_for()
         assert "tests.cluster.tasks:run" in row.inner_text()
         browser.close()
+
+
+def test_a_bulk_cancel_cancels_what_the_filter_selects_and_nothing_else(
+    dashboard: str, kube_api: client.ApiClient, namespace: str,
+) -> None:
+    for i in range(4):
+        make_run(kube_api, namespace, f"bulk-{i}", "behave", {"i": i}, tags=["bulk"])
+    make_run(kube_api, namespace, "keep", "behave", {"i": 9}, tags=["other"])
+
+    def canceled(name: str) -> bool:
+        return bool(custom(kube_api).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "taskruns", name)["spec"].get("cancel"))
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(f"{dashboard}/runs?tag=bulk")
+        page.wait_for_selector(f'tr[data-run="{namespace}/bulk-3"]')
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Cancel all 4 selected").click()
+        page.wait_for_url("**/bulk/*")
+        page.wait_for_selector("text=finished", timeout=20_000)
+        assert "4 of 4 done" in page.text_content("#progress")  # type: ignore[operator]
+        browser.close()
+    assert all(canceled(f"bulk-{i}") for i in range(4))
+    assert not canceled("keep")
