@@ -285,6 +285,55 @@ def create_app(store: Store, kube: KubeApi | None = None, auth: Auth | None = No
                                  section="runs")
         return render("bulk.html", job=job, section="runs")
 
+    async def logs(request: Request) -> Response:
+        """One attempt's log, read with the person's own client (the API server decides
+        whether they may read ``pods/log``); ``?follow=1``: server-sent events, line by line,
+        until the container ends."""
+        from kubetasks._internal.client import Client
+        from kubetasks.cli.podlogs import attempt_pods, pod_log
+
+        namespace, name = request.path_params["namespace"], request.path_params["name"]
+        may(request, "get", "taskruns", namespace)
+        obj = store.get("taskruns", namespace, name)
+        found = who(request)
+        if obj is None or found is None:
+            return Response("no such run, or no client to read logs with\n", 404,
+                            media_type="text/plain")
+        sdk = Client(found[1].with_namespace(namespace))
+        uid = str(obj["metadata"].get("uid", ""))
+        try:
+            attempt = int(request.path_params["attempt"])
+            pods = await asyncio.to_thread(attempt_pods, sdk, namespace, uid, attempt)
+        except (ValueError, ApiError) as error:
+            return Response(f"{error}\n", 404, media_type="text/plain")
+        if not pods:
+            return Response("this attempt has no pod (yet, or any more)\n", 404,
+                            media_type="text/plain")
+        if not request.query_params.get("follow"):
+            try:
+                text = await asyncio.to_thread(lambda: b"".join(pod_log(sdk, pods[0])))
+            except ApiError as error:
+                return Response(f"{error}\n", error.status, media_type="text/plain")
+            return Response(text, media_type="text/plain; charset=utf-8")
+
+        async def follow() -> AsyncIterator[str]:
+            chunks = pod_log(sdk, pods[0], follow=True)
+            pending = b""
+            while True:
+                chunk = await asyncio.to_thread(next, chunks, None)
+                if chunk is None:
+                    break
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    yield f"data: {json.dumps(line.decode(errors='replace'))}\n\n"
+            if pending:
+                yield f"data: {json.dumps(pending.decode(errors='replace'))}\n\n"
+            yield "event: end\ndata: {}\n\n"
+
+        return StreamingResponse(follow(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+
     async def run(request: Request) -> Response:
         namespace, name = request.path_params["namespace"], request.path_params["name"]
         may(request, "get", "taskruns", namespace)
@@ -351,6 +400,7 @@ def create_app(store: Store, kube: KubeApi | None = None, auth: Auth | None = No
         Route("/", home),
         Route("/runs", runs),
         Route("/runs/{namespace}/{name}", run),
+        Route("/runs/{namespace}/{name}/logs/{attempt}", logs),
         Route("/runs/{namespace}/{name}/{action:str}", run_action, methods=["POST"]),
         Route("/bulk/{id}", bulk_status),
         Route("/runs-bulk/{action:str}", bulk, methods=["POST"]),

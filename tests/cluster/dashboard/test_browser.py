@@ -21,14 +21,17 @@ from kubetasks._internal.client import KubeApi
 from kubetasks.dashboard.app import create_app
 from kubetasks.dashboard.cache import Store, Watcher
 from kubetasks.devcluster import ControlPlane
+from kubetasks.devcluster.local import OperatorProcess
 from tests.cluster.helpers import (
     GROUP,
     VERSION,
     create,
     custom,
+    get_run,
     make_queue,
     make_run,
     make_task,
+    phase,
     wait_until,
 )
 
@@ -223,3 +226,37 @@ def test_a_bulk_cancel_cancels_what_the_filter_selects_and_nothing_else(
         browser.close()
     assert all(canceled(f"bulk-{i}") for i in range(4))
     assert not canceled("keep")
+
+
+def test_the_run_page_shows_each_attempts_log_live_while_it_runs(
+    dashboard: str, kube_api: client.ApiClient, namespace: str, operator: OperatorProcess,
+) -> None:
+    make_task(kube_api, namespace, "say", entrypoint="tests.cluster.tasks:say")
+    make_run(kube_api, namespace, "talk", "say",
+             {"lines": ["first line", "second line", "last line"], "sleep": 2})
+    wait_until(lambda: phase(get_run(kube_api, namespace, "talk")) == "Executing",
+               timeout=60, what="the run to execute")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(f"{dashboard}/runs/{namespace}/talk")
+        log = page.locator("#log-1")
+        log.wait_for()
+        # Followed as it is written: the first line shows before the last is printed.
+        page.wait_for_function(
+            "document.querySelector('#log-1').textContent.includes('first line')",
+            timeout=20_000)
+        assert "last line" not in log.inner_text()
+        page.wait_for_function(
+            "document.querySelector('#log-1').textContent.includes('last line')",
+            timeout=20_000)
+        wait_until(lambda: phase(get_run(kube_api, namespace, "talk")) == "Completed",
+                   timeout=60, what="the run to complete")
+        # Once finished, the page reads the whole log at once.
+        page.reload()
+        page.wait_for_function(
+            "document.querySelector('#log-1').textContent.includes('last line')",
+            timeout=20_000)
+        printed = [line for line in log.inner_text().splitlines() if line.endswith(" line")]
+        assert printed == ["first line", "second line", "last line"]
+        browser.close()
