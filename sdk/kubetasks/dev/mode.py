@@ -85,6 +85,8 @@ class DevSession:
         self.namespace = namespace
         self.out = out
         self.operator: Any = None
+        self.dashboard_url: str | None = None
+        self._stop_dashboard: Any = None
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -119,6 +121,19 @@ class DevSession:
         configure(kubeconfig=self.local.control_plane.kubeconfig, namespace=self.namespace,
                   storage=StorageSettings(bucket=s3.bucket, endpoint=s3.endpoint,
                                           region=s3.region))
+        self._start_dashboard()
+
+    def _start_dashboard(self) -> None:
+        import importlib.util
+
+        if any(importlib.util.find_spec(m) is None for m in ("starlette", "uvicorn", "jinja2")):
+            self.say("dashboard: not installed (pip install 'kubetasks[dashboard]')")
+            return
+        from kubetasks.dashboard.serve import start_in_background
+
+        self.dashboard_url, self._stop_dashboard = start_in_background(
+            [self.namespace], kubeconfig=self.local.control_plane.kubeconfig)
+        self.say(f"dashboard on {self.dashboard_url}")
 
     def _ensure_namespace(self) -> None:
         from kubetasks._internal.client import KubeApi
@@ -164,6 +179,9 @@ class DevSession:
 
     def stop(self) -> None:
         self.say("stopping...")
+        if self._stop_dashboard is not None:
+            with contextlib.suppress(Exception):
+                self._stop_dashboard()
         if self.operator is not None:
             with contextlib.suppress(Exception):
                 self.operator.stop()

@@ -4,6 +4,7 @@ cluster of its own, and checks what the example printed."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,3 +39,5 @@ def test_the_example_runs_end_to_end_and_prints_its_results(tmp_path: Path) -> N
     assert "all runs ended as expected" in done.stdout
     assert "deployed 9 task(s) from examples.tasks" in done.stderr
     assert "stopping..." in done.stderr
+    # The dashboard came up with the cluster and said where.
+    assert re.search(r"dashboard on http://127\.0\.0\.1:\d+/", done.stderr), done.stderr[-3000:]
