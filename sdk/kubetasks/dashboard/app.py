@@ -33,6 +33,7 @@ from kubetasks.dashboard.views import (
     batch_row,
     pretty,
     queue_rows,
+    readable_time,
     run_page,
     run_row,
     task_rows,
@@ -84,6 +85,7 @@ def create_app(store: Store, kube: KubeApi | None = None, auth: Auth | None = No
     ``auth.py``); without it, ``kube`` (the kubeconfig's user) acts for everyone, and
     without either the dashboard is read-only."""
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape())
+    env.filters["when"] = readable_time
     if auth is None and kube is not None:
         auth = LocalAuth(kube)
 
@@ -222,6 +224,11 @@ def create_app(store: Store, kube: KubeApi | None = None, auth: Auth | None = No
                 delay = str(form.get("delay") or "")
                 await asyncio.to_thread(triggering.reschedule, sdk, run_id, delay)
                 target = f"/runs/{namespace}/{name}"
+            if action != "replay":
+                # The page it returns to shows the change, even before the watch brings it.
+                changed = await asyncio.to_thread(found[1].get_object, "taskruns", namespace,
+                                                  name)
+                store.apply("taskruns", "MODIFIED", changed)
         except ApiError as error:
             status = 403 if error.status == 403 else 502
             return render_status("refused.html", status, why=str(error), section="runs")

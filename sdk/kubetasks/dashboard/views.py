@@ -140,8 +140,21 @@ def timeline(run: Json) -> list[Moment]:
     if status.get("finishedTime"):
         moments.append(Moment(str(status["finishedTime"]),
                               str(status.get("phase") or "Finished")))
-    moments.sort(key=lambda m: m.at)
+    # By time, not text: "…:29.000000Z" sorts before "…:29Z" as text.
+    moments.sort(key=lambda m: _time(m.at) or 0.0)
     return moments
+
+
+def readable_time(value: str) -> str:
+    """``2026-12-04 22:07:29 UTC`` (milliseconds when the time has them)."""
+    moment = _time(value)
+    if moment is None:
+        return value
+    when = dt.datetime.fromtimestamp(moment, dt.UTC)
+    text = when.strftime("%Y-%m-%d %H:%M:%S")
+    if when.microsecond:
+        text += f".{when.microsecond // 1000:03d}"
+    return text + " UTC"
 
 
 def pretty(value: Any) -> str:

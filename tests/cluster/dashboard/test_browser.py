@@ -4,6 +4,7 @@ a reload, and filters live in the URL."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -11,6 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -39,6 +41,20 @@ pytestmark = pytest.mark.cluster
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+SHOTS = os.environ.get("KUBETASKS_SCREENSHOTS")  # a directory: save the pages there
+
+
+def shot(page: Any, name: str) -> None:
+    """With KUBETASKS_SCREENSHOTS set, the page in light and in dark, for docs/."""
+    if not SHOTS:
+        return
+    Path(SHOTS).mkdir(parents=True, exist_ok=True)
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        page.screenshot(path=str(Path(SHOTS) / f"{name}-{scheme}.png"), full_page=True)
+    page.emulate_media(color_scheme="light")
 
 
 def free_port() -> int:
@@ -88,6 +104,7 @@ def test_a_new_run_appears_live_and_filters_stay_in_the_url(
         # No reload: the page learns of the run through its event stream.
         page.wait_for_selector(f'tr[data-run="{namespace}/second"]', timeout=10_000)
         page.screenshot(path=str(tmp_path / "runs.png"))
+        shot(page, "runs")
         page.fill('input[name="tag"]', "vip")
         page.click('button[type="submit"]')
         page.wait_for_url("**/runs?*tag=vip*")
@@ -99,6 +116,7 @@ def test_a_new_run_appears_live_and_filters_stay_in_the_url(
         assert "Created" in page.text_content("ol.timeline")
         assert '"i": 1' in page.text_content("main")
         assert "vip" in page.text_content("dl.facts")
+        shot(page, "run")
         missing = page.goto(f"{dashboard}/runs/{namespace}/nope")
         assert missing is not None and missing.status == 404
         browser.close()
@@ -141,6 +159,7 @@ def test_a_queue_is_paused_after_confirmation_and_a_forged_post_changes_nothing(
         page.wait_for_url("**/queues")
         wait_until(paused, timeout=10, what="the queue to be paused")
         assert "Paused" in page.locator(f'tr[data-queue="{namespace}/emails"]').inner_text()
+        shot(page, "queues")
         page.once("dialog", lambda dialog: dialog.accept())
         page.locator(f'tr[data-queue="{namespace}/emails"]').get_by_role(
             "button", name="Resume").click()
@@ -195,10 +214,12 @@ def test_batches_and_tasks_pages_show_what_exists(
         page.wait_for_selector('tr[data-item="1"]')
         assert page.locator("tr[data-item]").evaluate_all(
             "rows => rows.map(r => r.dataset.item)") == ["0", "1"]
+        shot(page, "batch")
         page.goto(f"{dashboard}/tasks")
         row = page.locator(f'tr[data-task="{namespace}/behave"]')
         row.wait_for()
         assert "tests.cluster.tasks:run" in row.inner_text()
+        shot(page, "tasks")
         browser.close()
 
 
@@ -257,6 +278,7 @@ def test_the_run_page_shows_each_attempts_log_live_while_it_runs(
         page.wait_for_function(
             "document.querySelector('#log-1').textContent.includes('last line')",
             timeout=20_000)
+        shot(page, "run-logs")
         printed = [line for line in log.inner_text().splitlines() if line.endswith(" line")]
         assert printed == ["first line", "second line", "last line"]
         browser.close()

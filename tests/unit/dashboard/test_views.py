@@ -91,3 +91,17 @@ def test_task_rows_tally_how_runs_ended() -> None:
     assert rows["send-email"].outcomes == {"Completed": 2, "Failed": 1}
     assert rows["send-email"].retry == "3 attempts" and rows["send-email"].queue == "send-email"
     assert rows["resize"].outcomes == {} and rows["resize"].queue == "images"
+
+
+def test_the_timeline_is_in_time_order_whatever_the_precision() -> None:
+    from kubetasks.dashboard.views import readable_time, timeline
+
+    obj = run("t", "2027-01-15T08:00:00Z")
+    obj["status"] = {"enqueuedTime": "2027-01-15T08:00:00.000000Z", "queue": "q",
+                     "attempts": [{"number": 1, "startedTime": "2027-01-15T08:00:00.500000Z",
+                                   "finishedTime": "2027-01-15T08:00:02Z", "exitCode": 0}],
+                     "finishedTime": "2027-01-15T08:00:02.100000Z", "phase": "Completed"}
+    assert [m.what for m in timeline(obj)] == [
+        "Created", "Queued", "Attempt 1 started", "Attempt 1 ended", "Completed"]
+    assert readable_time("2027-01-15T08:00:00.500000Z") == "2027-01-15 08:00:00.500 UTC"
+    assert readable_time("2027-01-15T08:00:00Z") == "2027-01-15 08:00:00 UTC"
