@@ -213,16 +213,24 @@ def dev(ctx: click.Context, modules: tuple[str, ...], driver: str | None, once: 
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; 127.0.0.1 keeps it to this machine.")
 @click.option("--port", default=8484, show_default=True, type=int)
+@click.option("--namespace", "namespaces", multiple=True, metavar="NAMESPACE",
+              help="Namespace to show (repeat for more); default: the global --namespace, "
+                   "else the kubeconfig's.")
+@click.option("--per-user", is_flag=True,
+              help="In a cluster, behind an authenticating proxy: act with the rights of "
+                   "each person's bearer token (TokenReview, SubjectAccessReview), not the "
+                   "dashboard's own account.")
 @click.pass_context
-def dashboard(ctx: click.Context, host: str, port: int) -> None:
-    """Runs in a browser, live (work in progress: the runs page)."""
+def dashboard(ctx: click.Context, host: str, port: int, namespaces: tuple[str, ...],
+              per_user: bool) -> None:
+    """Runs, queues, batches and tasks in a browser, live (work in progress)."""
     require_extra("dashboard", ("starlette", "uvicorn", "jinja2"), "kubetasks dashboard")
     from kubetasks._internal.client import KubeApi
     from kubetasks.dashboard.serve import serve
 
-    namespace = ctx.obj["namespace"] or KubeApi.from_environment(
-        kubeconfig=ctx.obj["kubeconfig"]).namespace or "default"
-    serve([namespace], host=host, port=port, kubeconfig=ctx.obj["kubeconfig"])
+    shown = list(namespaces) or [ctx.obj["namespace"] or KubeApi.from_environment(
+        kubeconfig=ctx.obj["kubeconfig"]).namespace or "default"]
+    serve(shown, host=host, port=port, kubeconfig=ctx.obj["kubeconfig"], per_user=per_user)
 
 
 @main.command()

@@ -26,19 +26,35 @@ def _watch(kube: KubeApi, namespaces: Sequence[str]) -> tuple[Store, list[Watche
 
 
 def serve(namespaces: Sequence[str], *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-          kubeconfig: Path | None = None) -> None:
+          kubeconfig: Path | None = None, per_user: bool = False) -> None:
     """Watch ``namespaces`` and serve the pages until interrupted (prints the URL first).
-    Acts as the kubeconfig's user."""
+    Acts as the kubeconfig's user; with ``per_user`` (in a cluster, behind an authenticating
+    proxy) with the rights of each person's bearer token (``auth.ClusterAuth``)."""
     import uvicorn
+
+    from kubetasks.dashboard.auth import ClusterAuth
 
     kube = KubeApi.from_environment(kubeconfig=kubeconfig)
     store, watchers = _watch(kube, namespaces)
-    print(f"kubetasks dashboard on http://{host}:{port}/ ({', '.join(namespaces)})",
-          flush=True)
+    app = create_app(store, auth=ClusterAuth(kube)) if per_user else create_app(store, kube)
+    # No access log: URLs and headers stay out of the logs.
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                           access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True, name="kubetasks-dashboard")
+    thread.start()
     try:
-        # No access log: URLs and headers stay out of the logs.
-        uvicorn.run(create_app(store, kube), host=host, port=port, log_level="warning",
-                    access_log=False)
+        while not server.started:  # the URL is printed once it answers
+            if not thread.is_alive():
+                raise SystemExit(f"the dashboard could not listen on {host}:{port}")
+            time.sleep(0.05)
+        print(f"kubetasks dashboard on http://{host}:{port}/ ({', '.join(namespaces)}"
+              f"{'; each person acts with their own token' if per_user else ''})",
+              flush=True)
+        while thread.is_alive():
+            thread.join(0.5)
+    except KeyboardInterrupt:
+        server.should_exit = True
+        thread.join(5)
     finally:
         for watcher in watchers:
             watcher.stop()
