@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
-# kubetasks base image: the operator and the in-pod worker, i.e. kubetasks[operator] (the first
-# stage builds the wheels of the package and of that extra's dependencies). Task images start
+# kubetasks base image: the operator, the in-pod worker and the dashboard, i.e.
+# kubetasks[operator,dashboard] (the first stage builds the wheels of the package and of those
+# extras' dependencies). Task images start
 # FROM it and add their code (`COPY . /app` + `pip install`), then `kubetasks deploy --image`.
 
 FROM python:3.11-slim-bookworm AS build
@@ -9,7 +10,7 @@ COPY pyproject.toml README.md ./
 COPY sdk ./sdk
 COPY operator ./operator
 RUN python -m pip install --no-cache-dir --upgrade pip==24.3.1 \
- && python -m pip wheel --no-cache-dir --wheel-dir /wheels ".[operator]"
+ && python -m pip wheel --no-cache-dir --wheel-dir /wheels ".[operator,dashboard]"
 
 FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -64,14 +64,15 @@ def test_the_install_steps_give_a_working_kubetasks(tmp_path: Path) -> None:
                     "__pycache__", "*.egg-info"))
             else:
                 shutil.copy2(src, dst)
-    # The image installs the operator's extra: the plain install leaves Kopf and the rest out.
+    # The image installs the operator's and the dashboard's extras: the plain install leaves
+    # Kopf, Starlette and the rest out.
     runs = " ".join(rest for k, rest in steps if k == "RUN")
-    assert '--wheel-dir /wheels ".[operator]"' in runs
+    assert '--wheel-dir /wheels ".[operator,dashboard]"' in runs
     assert "--no-index /wheels/*.whl" in runs  # every wheel built: kubetasks and the extra's
     wheels = tmp_path / "wheels"
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-cache-dir",
-                            "--wheel-dir", str(wheels), f"{context}[operator]"],
+                            "--wheel-dir", str(wheels), f"{context}[operator,dashboard]"],
                            capture_output=True, text=True, timeout=600, env=env)
     assert built.returncode == 0, built.stderr[-3000:]
     assert any(w.name.startswith("kubetasks-") for w in wheels.iterdir())
@@ -85,11 +86,12 @@ def test_the_install_steps_give_a_working_kubetasks(tmp_path: Path) -> None:
     helped = subprocess.run([str(venv / "bin" / "kubetasks"), "--help"], capture_output=True,
                             text=True, timeout=60, env=clean, cwd=tmp_path)
     assert helped.returncode == 0, helped.stderr
-    for command in ("operator", "worker", "deploy", "dev"):
+    for command in ("operator", "worker", "deploy", "dev", "dashboard"):
         assert command in helped.stdout
     imported = subprocess.run(
         [str(venv / "bin" / "python"), "-c",
-         "import kubetasks_operator.handlers, kubetasks.worker.runtime; print('ok')"],
+         "import kubetasks_operator.handlers, kubetasks.worker.runtime, "
+         "kubetasks.dashboard.app; print('ok')"],
         capture_output=True, text=True, timeout=120, env=clean, cwd=tmp_path)
     assert imported.stdout.strip() == "ok", imported.stderr
     # The worker outside a pod fails with one clear line, not a traceback.

@@ -142,6 +142,9 @@ def create_app(store: Store, kube: KubeApi | None = None, auth: Auth | None = No
     def render_status(name: str, status_code: int, **context: object) -> HTMLResponse:
         return HTMLResponse(env.get_template(name).render(**context), status_code=status_code)
 
+    async def healthz(request: Request) -> Response:
+        return Response("ok\n", media_type="text/plain")
+
     async def home(request: Request) -> Response:
         return RedirectResponse("/runs")
 
@@ -405,6 +408,7 @@ def create_app(store: Store, kube: KubeApi | None = None, auth: Auth | None = No
 
     return Starlette(exception_handlers={Denied: denied}, routes=[
         Route("/", home),
+        Route("/healthz", healthz),
         Route("/runs", runs),
         Route("/runs/{namespace}/{name}", run),
         Route("/runs/{namespace}/{name}/logs/{attempt}", logs),
