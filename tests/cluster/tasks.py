@@ -171,3 +171,14 @@ def tick(payload: ScheduledPayload, ctx: Context) -> dict[str, Any]:
     time.sleep(float(ctx.metadata.get("sleep", 0)))
     return {**payload.model_dump(mode="json"), "typed": type(payload).__name__,
             "aware": payload.timestamp.tzinfo is not None}
+
+
+@task(id="needs-file")
+def needs_file(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """Fails (printing why) until the file ``payload["path"]`` exists: a fault fixed outside
+    the task, after which a replay succeeds."""
+    path = Path(payload["path"])
+    print(f"looking for {path}", flush=True)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing")
+    return {"found": str(path)}

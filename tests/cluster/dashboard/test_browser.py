@@ -4,6 +4,7 @@ a reload, and filters live in the URL."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
 import threading
@@ -281,4 +282,50 @@ def test_the_run_page_shows_each_attempts_log_live_while_it_runs(
         shot(page, "run-logs")
         printed = [line for line in log.inner_text().splitlines() if line.endswith(" line")]
         assert printed == ["first line", "second line", "last line"]
+        browser.close()
+
+
+def test_a_failed_run_shows_its_error_and_log_and_its_replay_completes(
+    dashboard: str, kube_api: client.ApiClient, namespace: str, operator: OperatorProcess,
+    tmp_path: Path,
+) -> None:
+    make_task(kube_api, namespace, "needs-file", entrypoint="tests.cluster.tasks:needs_file")
+    make_task(kube_api, namespace, "behave")
+    marker = tmp_path / "marker"
+    make_run(kube_api, namespace, "broken", "needs-file", {"path": str(marker)},
+             maxAttempts=1)
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    make_run(kube_api, namespace, "later", "behave", {"i": 1}, delayUntil=later)
+    wait_until(lambda: phase(get_run(kube_api, namespace, "broken")) == "Failed",
+               timeout=90, what="the run to fail")
+    wait_until(lambda: phase(get_run(kube_api, namespace, "later")) == "Delayed",
+               timeout=30, what="the run to be delayed")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(f"{dashboard}/runs?status=Failed")
+        page.click(f'a[href="/runs/{namespace}/broken"]')
+        error = page.locator("pre.error")
+        error.wait_for()
+        assert "FileNotFoundError" in error.inner_text()
+        assert "is missing" in error.inner_text()
+        page.wait_for_function(
+            "document.querySelector('#log-1').textContent.includes('looking for')",
+            timeout=20_000)
+        shot(page, "run-failed")
+        # The fault is fixed outside; the replay completes.
+        marker.write_text("here")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Replay").click()
+        page.wait_for_url(f"**/runs/{namespace}/needs-file-*")
+        replay = page.url.rsplit("/", 1)[1]
+        wait_until(lambda: phase(get_run(kube_api, namespace, replay)) == "Completed",
+                   timeout=90, what="the replay to complete")
+        # A delayed run is canceled from its page.
+        page.goto(f"{dashboard}/runs/{namespace}/later")
+        assert page.get_by_role("button", name="Reschedule").count() == 1
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Cancel").click()
+        wait_until(lambda: phase(get_run(kube_api, namespace, "later")) == "Canceled",
+                   timeout=30, what="the delayed run to be canceled")
         browser.close()
