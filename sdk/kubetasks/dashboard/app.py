@@ -36,6 +36,7 @@ from kubetasks.dashboard.views import (
     readable_time,
     run_page,
     run_row,
+    schedule_rows,
     task_rows,
     timeline,
 )
@@ -344,6 +345,34 @@ def create_app(store: Store, kube: KubeApi | None = None, auth: Auth | None = No
         return StreamingResponse(follow(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
 
+    async def schedules(request: Request) -> Response:
+        token = csrf_token(request)
+        rows = schedule_rows(readable(request, "taskschedules", store.of_kind("taskschedules")))
+        return with_csrf(request, render("schedules.html", rows=rows, csrf=token,
+                                         writable=auth is not None, section="schedules"),
+                         token)
+
+    async def schedule_action(request: Request) -> Response:
+        action = request.path_params["action"]
+        if action not in ("activate", "deactivate"):
+            return render_status("missing.html", 404, what="such action", section="schedules")
+        why = await action_refused(request)
+        if why is not None:
+            return render_status("refused.html", 403, why=why, section="schedules")
+        namespace, name = request.path_params["namespace"], request.path_params["name"]
+        may(request, "patch", "taskschedules", namespace)
+        found = who(request)
+        assert found is not None
+        try:
+            changed = await asyncio.to_thread(
+                found[1].merge_patch, "taskschedules", namespace, name,
+                {"spec": {"active": action == "activate"}})
+        except ApiError as error:
+            status = 403 if error.status == 403 else 502
+            return render_status("refused.html", status, why=str(error), section="schedules")
+        store.apply("taskschedules", "MODIFIED", changed)
+        return RedirectResponse("/schedules", status_code=303)
+
     async def run(request: Request) -> Response:
         namespace, name = request.path_params["namespace"], request.path_params["name"]
         may(request, "get", "taskruns", namespace)
@@ -419,6 +448,8 @@ def create_app(store: Store, kube: KubeApi | None = None, auth: Auth | None = No
         Route("/batches", batches),
         Route("/batches/{namespace}/{name}", batch),
         Route("/tasks", tasks),
+        Route("/schedules", schedules),
+        Route("/schedules/{namespace}/{name}/{action:str}", schedule_action, methods=["POST"]),
         Route("/queues/{namespace}/{name}/{action:str}", queue_action, methods=["POST"]),
         Route("/events", events),
     ])

@@ -12,7 +12,7 @@ from kubetasks._internal.client import KubeApi
 from kubetasks.dashboard.app import create_app
 from kubetasks.dashboard.cache import Store, Watcher
 
-WATCHED = ("taskruns", "taskqueues", "taskbatches", "tasks")
+WATCHED = ("taskruns", "taskqueues", "taskbatches", "tasks", "taskschedules")
 DEFAULT_PORT = 8484
 
 

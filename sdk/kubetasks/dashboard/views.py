@@ -266,3 +266,32 @@ def task_rows(tasks: Iterable[Json], runs: Iterable[Json]) -> list[TaskRow]:
                             str((spec.get("queue") or {}).get("name") or key[1]), retry_text,
                             dict(sorted(outcomes.get(key, {}).items()))))
     return sorted(rows, key=lambda r: (r.namespace, r.name))
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    namespace: str
+    name: str
+    task: str
+    cron: str
+    description: str
+    timezone: str
+    active: bool
+    next: str
+    last_run: str
+    ready: str
+
+
+def schedule_rows(schedules: Iterable[Json]) -> list[ScheduleRow]:
+    rows = []
+    for obj in schedules:
+        meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+        ready: Json = next((c for c in status.get("conditions") or ()
+                            if c.get("type") == "Ready"), {})
+        rows.append(ScheduleRow(
+            str(meta.get("namespace", "")), str(meta.get("name", "")), str(spec.get("task", "")),
+            str(spec.get("cron", "")), str(status.get("description") or ""),
+            str(spec.get("timezone") or "UTC"), spec.get("active", True) is not False,
+            str(status.get("nextScheduleTime") or ""), str(status.get("lastRun") or ""),
+            str(ready.get("reason") or "")))
+    return sorted(rows, key=lambda r: (r.namespace, r.name))

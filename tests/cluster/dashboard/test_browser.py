@@ -69,7 +69,7 @@ def dashboard(control_plane: ControlPlane, namespace: str) -> Iterator[str]:
     kube = KubeApi.from_environment(kubeconfig=control_plane.kubeconfig)
     store = Store()
     watchers = [Watcher(kube, store, plural, namespace).start()
-                for plural in ("taskruns", "taskqueues", "taskbatches", "tasks")]
+                for plural in ("taskruns", "taskqueues", "taskbatches", "tasks", "taskschedules")]
     assert all(w.synced.wait(30) for w in watchers)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(store, kube), host="127.0.0.1",
@@ -328,4 +328,39 @@ def test_a_failed_run_shows_its_error_and_log_and_its_replay_completes(
         page.get_by_role("button", name="Cancel").click()
         wait_until(lambda: phase(get_run(kube_api, namespace, "later")) == "Canceled",
                    timeout=30, what="the delayed run to be canceled")
+        browser.close()
+
+
+def test_a_schedule_is_shown_in_english_and_deactivated_after_confirmation(
+    dashboard: str, kube_api: client.ApiClient, namespace: str, operator: OperatorProcess,
+) -> None:
+    make_task(kube_api, namespace, "behave")
+    create(kube_api, namespace, "taskschedules", {
+        "kind": "TaskSchedule", "metadata": {"name": "nightly"},
+        "spec": {"task": "behave", "cron": "0 2 * * *", "timezone": "Europe/Paris"}})
+
+    def active() -> bool:
+        obj = custom(kube_api).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "taskschedules", "nightly")
+        return obj["spec"].get("active", True) is not False
+
+    wait_until(lambda: (custom(kube_api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "taskschedules", "nightly").get("status") or {}).get(
+        "description"), timeout=30, what="the operator to describe the schedule")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(f"{dashboard}/schedules")
+        row = page.locator(f'tr[data-schedule="{namespace}/nightly"]')
+        row.wait_for()
+        page.wait_for_function(
+            "document.body.textContent.includes('At 02:00, every day')", timeout=10_000)
+        assert "Europe/Paris" in row.inner_text()
+        shot(page, "schedules")
+        page.once("dialog", lambda dialog: dialog.accept())
+        row.get_by_role("button", name="Deactivate").click()
+        page.wait_for_url("**/schedules")
+        wait_until(lambda: not active(), timeout=10, what="the schedule to be deactivated")
+        assert page.locator(f'tr[data-schedule="{namespace}/nightly"]').get_by_role(
+            "button", name="Activate").count() == 1
         browser.close()
