@@ -1,9 +1,7 @@
 """The dashboard's web application (Starlette, Jinja2 templates, server-sent events). Every
 page is rendered from the watch-fed ``Store``; nothing lists from the API server per request.
-
-Work in progress (issue 17): the runs page with filters in the URL and live updates. Still to
-come: run detail with timeline and logs, queues, batches, tasks, actions with CSRF, and the
-in-cluster authorisation (TokenReview and SubjectAccessReview).
+Who may see and do what is decided by an ``Auth`` (``auth.py``); every action is a POST with
+a CSRF token and a same-origin check.
 """
 
 from __future__ import annotations
@@ -29,8 +27,13 @@ from kubetasks.dashboard.cache import Json, Store
 from kubetasks.dashboard.views import (
     FILTERS,
     FINAL,
+    PERIODS,
+    PHASES,
+    FilterError,
+    RunPage,
     batch_items,
     batch_row,
+    children,
     pretty,
     queue_rows,
     readable_time,
@@ -40,7 +43,8 @@ from kubetasks.dashboard.views import (
     task_rows,
     timeline,
 )
-from kubetasks.errors import ApiError
+from kubetasks.errors import ApiError, KubetasksError
+from kubetasks.protocol.storage import ObjectStore
 
 TEMPLATES = Path(__file__).parent / "templates"
 class BulkJob:
@@ -80,11 +84,12 @@ CSRF_COOKIE = "kubetasks_csrf"
 FIELD_MANAGER = "kubetasks-dashboard"
 
 
-def create_app(store: Store, kube: KubeApi | None = None, auth: Auth | None = None
-               ) -> Starlette:
+def create_app(store: Store, kube: KubeApi | None = None, auth: Auth | None = None,
+               storage: ObjectStore | None = None) -> Starlette:
     """The pages over ``store``. ``auth`` says who asks and what they may do (see
     ``auth.py``); without it, ``kube`` (the kubeconfig's user) acts for everyone, and
-    without either the dashboard is read-only."""
+    without either the dashboard is read-only. ``storage`` presigns the downloads of
+    offloaded payloads and outputs (default: the ``KUBETASKS_S3_*`` environment)."""
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape())
     env.filters["when"] = readable_time
     if auth is None and kube is not None:
@@ -155,18 +160,24 @@ def create_app(store: Store, kube: KubeApi | None = None, auth: Auth | None = No
             number = int(request.query_params.get("page", "1"))
         except ValueError:
             number = 1
-        page = run_page(readable(request, "taskruns", store.of_kind("taskruns")), filters,
-                        number, time.time())
+        problem = None
+        try:
+            page = run_page(readable(request, "taskruns", store.of_kind("taskruns")), filters,
+                            number, time.time())
+        except FilterError as error:
+            problem, page = str(error), RunPage([], 0, 1, 1)
 
         def query_for(n: int) -> str:
             return urllib.parse.urlencode({**filters, "page": n})
 
         token = csrf_token(request)
         context = {"page": page, "filters": filters, "section": "runs",
-                   "query_for": query_for, "csrf": token, "writable": auth is not None}
+                   "query_for": query_for, "csrf": token, "writable": auth is not None,
+                   "phases": PHASES, "periods": PERIODS, "problem": problem}
+        status = 400 if problem else 200
         if request.query_params.get("fragment"):
-            return render("runs_table.html", **context)
-        return with_csrf(request, render("runs.html", **context), token)
+            return render_status("runs_table.html", status, **context)
+        return with_csrf(request, render_status("runs.html", status, **context), token)
 
     async def queues(request: Request) -> Response:
         token = csrf_token(request)
@@ -277,10 +288,12 @@ def create_app(store: Store, kube: KubeApi | None = None, auth: Auth | None = No
         assert found is not None
         form = await request.form()
         filters = {k: str(form.get(k) or "") for k in FILTERS if form.get(k)}
-        selected = [row for row in run_page(readable(request, "taskruns",
-                                                     store.of_kind("taskruns")),
-                                            filters, 1, time.time(), size=None).rows
-                    if action == "replay" or row.status not in FINAL]
+        try:
+            chosen = run_page(readable(request, "taskruns", store.of_kind("taskruns")),
+                              filters, 1, time.time(), size=None).rows
+        except FilterError as error:
+            return render_status("refused.html", 400, why=str(error), section="runs")
+        selected = [row for row in chosen if action == "replay" or row.status not in FINAL]
         verb = "create" if action == "replay" else "patch"
         for namespace in {row.namespace for row in selected}:
             may(request, verb, "taskruns", namespace)
@@ -387,16 +400,50 @@ def create_app(store: Store, kube: KubeApi | None = None, auth: Auth | None = No
             return render_status("missing.html", 404, what=f"run {namespace}/{name}",
                                  section="runs")
         spec, status = obj.get("spec") or {}, obj.get("status") or {}
-        payload = pretty(spec["payload"]) if "payload" in spec else (
-            "(offloaded to object storage)" if spec.get("payloadRef") else None)
-        output = pretty(status["output"]) if "output" in status else (
-            "(offloaded to object storage)" if status.get("outputRef") else None)
+        payload = pretty(spec["payload"]) if "payload" in spec else None
+        output = pretty(status["output"]) if "output" in status else None
+        kids = children(obj, store.of_kind("taskruns", namespace),
+                        store.of_kind("taskbatches", namespace))
         token = csrf_token(request)
-        page = render("run.html", run=obj, row=run_row(obj, time.time()),
-                      moments=timeline(obj), payload=payload, output=output, pretty=pretty,
+        page = render("run.html", run=obj, row=run_row(obj, time.time()), kids=kids,
+                      moments=timeline(obj, kids), payload=payload, output=output,
+                      pretty=pretty,
                       section="runs", csrf=token, final=run_row(obj, 0).status in FINAL,
                       writable=auth is not None)
         return with_csrf(request, page, token)
+
+    stores: list[ObjectStore] = [storage] if storage is not None else []
+
+    async def download(request: Request) -> Response:
+        """An offloaded payload or output: a redirect to a presigned GET of the object, valid
+        ``KUBETASKS_PRESIGN_EXPIRY`` seconds, for a person who may read the run. The URL is
+        in no log (no access log) and no page, and is not cached or sent on as a referrer."""
+        namespace, name = request.path_params["namespace"], request.path_params["name"]
+        which = request.path_params["which"]
+        if which not in ("payload", "output"):
+            return render_status("missing.html", 404, what="such download", section="runs")
+        may(request, "get", "taskruns", namespace)
+        obj = store.get("taskruns", namespace, name)
+        ref = None if obj is None else (
+            (obj.get("spec") or {}).get("payloadRef") if which == "payload"
+            else (obj.get("status") or {}).get("outputRef"))
+        if not isinstance(ref, dict):
+            return render_status("missing.html", 404,
+                                 what=f"offloaded {which} of run {namespace}/{name}",
+                                 section="runs")
+        if not stores:
+            stores.append(ObjectStore())
+        try:
+            url = await asyncio.to_thread(stores[0].presign, ref, f"{name}-{which}.json")
+        except KubetasksError as error:  # boto3 missing, or no storage settings
+            url, why = None, str(error)
+        else:
+            why = "no credentials to sign a link with (see the dashboard's log)"
+        if url is None:
+            return render_status("refused.html", 503, section="runs",
+                                 why=f"cannot offer the {which} for download: {why}")
+        return RedirectResponse(url, status_code=303, headers={
+            "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
     async def events(request: Request) -> Response:
         kinds = set((request.query_params.get("kinds") or "").split(",")) - {""}
@@ -441,6 +488,7 @@ def create_app(store: Store, kube: KubeApi | None = None, auth: Auth | None = No
         Route("/runs", runs),
         Route("/runs/{namespace}/{name}", run),
         Route("/runs/{namespace}/{name}/logs/{attempt}", logs),
+        Route("/runs/{namespace}/{name}/download/{which}", download),
         Route("/runs/{namespace}/{name}/{action:str}", run_action, methods=["POST"]),
         Route("/bulk/{id}", bulk_status),
         Route("/runs-bulk/{action:str}", bulk, methods=["POST"]),

@@ -10,7 +10,13 @@ from typing import Any
 Json = dict[str, Any]
 PAGE_SIZE = 50
 FINAL = frozenset({"Completed", "Failed", "Canceled", "Expired", "TimedOut", "Crashed"})
-FILTERS = ("status", "task", "tag", "queue", "batch", "schedule", "namespace")
+FILTERS = ("status", "task", "tag", "queue", "batch", "schedule", "namespace", "period",
+           "from", "to")
+PHASES = ("Pending", "Delayed", "Queued", "Executing", "Retrying", "Completed", "Failed",
+          "Canceled", "Expired", "TimedOut", "Crashed")
+PERIODS = {"15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400,
+           "30d": 30 * 86400}
+"""The "created in the last ..." choices of the time filter, in seconds."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,39 @@ def run_row(run: Json, now: float) -> RunRow:
     )
 
 
+class FilterError(ValueError):
+    """A filter value the page cannot use; the message says what to write instead."""
+
+
+def _moment(name: str, value: str) -> float:
+    """A ``from``/``to`` value: a date and time as a browser's datetime-local input sends it
+    (``2027-01-15T08:30``, seconds optional), read as UTC, or with its own offset."""
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise FilterError(f"{name}: {value!r} is not a date and time; write it like "
+                          "2027-01-15T08:30 (UTC)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()
+
+
+def created_bounds(filters: Mapping[str, str], now: float) -> tuple[float | None, float | None]:
+    """The range of creation times the filters keep (either end open): ``period`` (one of
+    ``PERIODS``: created in the last ...), or ``from`` and ``to``; ``FilterError`` for a
+    value it cannot read or a range that ends before it starts."""
+    period = filters.get("period")
+    if period:
+        if period not in PERIODS:
+            raise FilterError(f"period: {period!r} is not one of {', '.join(PERIODS)}")
+        return now - PERIODS[period], None
+    low = _moment("from", filters["from"]) if filters.get("from") else None
+    high = _moment("to", filters["to"]) if filters.get("to") else None
+    if low is not None and high is not None and high < low:
+        raise FilterError("to: the range ends before it starts; put the earlier time in from")
+    return low, high
+
+
 def matches(row: RunRow, filters: Mapping[str, str]) -> bool:
     statuses = {s for s in (filters.get("status") or "").split(",") if s}
     if statuses and row.status not in statuses:
@@ -94,8 +133,19 @@ class RunPage:
 
 def run_page(runs: Iterable[Json], filters: Mapping[str, str], page: int, now: float,
              size: int | None = PAGE_SIZE) -> RunPage:
-    """The runs that match, newest first, one page of them (every one with ``size`` None)."""
-    rows = [row for row in (run_row(r, now) for r in runs) if matches(row, filters)]
+    """The runs that match, newest first, one page of them (every one with ``size`` None).
+    ``FilterError`` when a time filter cannot be read."""
+    low, high = created_bounds(filters, now)
+
+    def in_range(row: RunRow) -> bool:
+        if low is None and high is None:
+            return True
+        created = _time(row.created)
+        return created is not None and (low is None or created >= low) and (
+            high is None or created <= high)
+
+    rows = [row for row in (run_row(r, now) for r in runs)
+            if matches(row, filters) and in_range(row)]
     rows.sort(key=lambda r: (r.created, r.name), reverse=True)
     if size is None:
         return RunPage(rows, len(rows), 1, 1)
@@ -114,9 +164,51 @@ class Moment:
     detail: str = ""
 
 
-def timeline(run: Json) -> list[Moment]:
+@dataclass(frozen=True)
+class Child:
+    """A run or batch the run triggered from inside its task."""
+
+    kind: str
+    """``run`` or ``batch``."""
+    namespace: str
+    name: str
+    task: str
+    status: str
+    wait: bool
+    """The parent waited for it (trigger_and_wait, batch_trigger_and_wait)."""
+    created: str
+    finished: str
+
+    @property
+    def href(self) -> str:
+        return f"/{'runs' if self.kind == 'run' else 'batches'}/{self.namespace}/{self.name}"
+
+
+def children(run: Json, runs: Iterable[Json], batches: Iterable[Json]) -> list[Child]:
+    """The runs and batches whose ``spec.parent`` is this run (by UID: a recreated parent of
+    the same name is another run), oldest first. Runs a child batch created are left to the
+    batch's page."""
+    uid = (run.get("metadata") or {}).get("uid")
+    found: list[Child] = []
+    for kind, objs in (("run", runs), ("batch", batches)):
+        for obj in objs:
+            meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+            parent = spec.get("parent") or {}
+            if not uid or parent.get("uid") != uid or (kind == "run" and spec.get("batch")):
+                continue
+            found.append(Child(
+                kind, str(meta.get("namespace", "")), str(meta.get("name", "")),
+                str(spec.get("task") or ""), str(status.get("phase") or "Pending"),
+                bool(parent.get("wait")), str(meta.get("creationTimestamp") or ""),
+                str(status.get("finishedTime") or "")))
+    found.sort(key=lambda c: (_time(c.created) or 0.0, c.name))
+    return found
+
+
+def timeline(run: Json, kids: Iterable[Child] = ()) -> list[Moment]:
     """Created, delayed until, queued, each attempt's start and end (with its exit and
-    reason), and the end of the run, in time order."""
+    reason), the waits on children (from the child's creation to its end), and the end of
+    the run, in time order."""
     meta, spec, status = run["metadata"], run.get("spec") or {}, run.get("status") or {}
     moments = [Moment(str(meta.get("creationTimestamp") or ""), "Created")]
     if spec.get("delayUntil"):
@@ -137,6 +229,14 @@ def timeline(run: Json) -> list[Moment]:
                 parts.insert(0, f"exit {attempt['exitCode']}")
             moments.append(Moment(str(attempt["finishedTime"]), f"Attempt {number} ended",
                                   ", ".join(parts)))
+    for kid in kids:
+        if not kid.wait:
+            continue
+        what = f"{kid.kind} {kid.name}" + (f" ({kid.task})" if kid.task else "")
+        moments.append(Moment(kid.created, f"Waiting on {kid.kind}", what))
+        if kid.finished:
+            moments.append(Moment(kid.finished, f"Child {kid.kind} ended",
+                                  f"{kid.name}: {kid.status}"))
     if status.get("finishedTime"):
         moments.append(Moment(str(status["finishedTime"]),
                               str(status.get("phase") or "Finished")))

@@ -185,15 +185,19 @@ class ObjectStore:
         verify(data, int(ref["size"]), str(ref["sha256"]), f"s3://{ref['bucket']}/{ref['key']}")
         return data
 
-    def presign(self, ref: dict[str, Any]) -> str | None:
+    def presign(self, ref: dict[str, Any], filename: str | None = None) -> str | None:
         """A GET URL for ``ref`` valid for ``presign_expiry`` seconds, or ``None`` (with a
-        warning) when no credentials are available to sign it."""
+        warning) when no credentials are available to sign it. With ``filename``, the
+        server answers it as an attachment of that name (a browser saves it)."""
         s3 = self._s3()
         from botocore.exceptions import BotoCoreError
 
+        params = {"Bucket": ref["bucket"], "Key": ref["key"]}
+        if filename:
+            params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
         try:
             url: str = s3.generate_presigned_url(
-                "get_object", Params={"Bucket": ref["bucket"], "Key": ref["key"]},
+                "get_object", Params=params,
                 ExpiresIn=self.settings.presign_expiry,
             )
         except BotoCoreError as exc:

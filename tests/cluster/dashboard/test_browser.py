@@ -1,6 +1,7 @@
 """The dashboard in a real headless Chromium (Debian's package, driven by Playwright) against
-the real local control plane: a run created through the API appears on the runs page without
-a reload, and filters live in the URL."""
+the real local control plane, used as a person uses it: runs appear without a reload, filters
+live in the URL, runs are canceled, replayed and rescheduled, queues paused, schedules
+deactivated, logs followed, offloaded payloads downloaded."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ from kubetasks.dashboard.app import create_app
 from kubetasks.dashboard.cache import Store, Watcher
 from kubetasks.devcluster import ControlPlane
 from kubetasks.devcluster.local import OperatorProcess
+from kubetasks.devcluster.services import S3Server
+from kubetasks.protocol.payloads import Encoded, encode_json
+from kubetasks.protocol.storage import ObjectStore, StorageSettings
 from tests.cluster.helpers import (
     GROUP,
     VERSION,
@@ -120,7 +124,77 @@ def test_a_new_run_appears_live_and_filters_stay_in_the_url(
         shot(page, "run")
         missing = page.goto(f"{dashboard}/runs/{namespace}/nope")
         assert missing is not None and missing.status == 404
+        # The time range: chosen in the form, kept in the URL, refused with a reason.
+        page.goto(f"{dashboard}/runs")
+        page.get_by_label("Created").select_option("15m")
+        page.get_by_role("button", name="Filter").click()
+        page.wait_for_url("**/runs?*period=15m*")
+        page.wait_for_selector(f'tr[data-run="{namespace}/second"]')
+        page.goto(f"{dashboard}/runs?from=2099-01-01T00:00")
+        assert page.locator("tbody tr[data-run]").count() == 0
+        assert "No runs match." in page.text_content("tbody")  # type: ignore[operator]
+        refused = page.goto(f"{dashboard}/runs?from=yesterday")
+        assert refused is not None and refused.status == 400
+        assert "from: 'yesterday' is not a date and time" in page.text_content(
+            '[role="alert"]')  # type: ignore[operator]
         browser.close()
+
+
+def test_a_parent_shows_its_children_and_waits_and_an_offloaded_payload_downloads(
+    dashboard: str, kube_api: client.ApiClient, namespace: str, s3_server: S3Server,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for key, value in s3_server.env().items():  # what the dashboard presigns with
+        monkeypatch.setenv(key, value)
+    big, _ = encode_json({"rows": list(range(20_000))})
+    ref = ObjectStore(StorageSettings(bucket=s3_server.bucket, endpoint=s3_server.endpoint,
+                                      region=s3_server.region)).put(
+        f"{namespace}/payloads/parent", Encoded(big, None))
+    parent = create(kube_api, namespace, "taskruns", {
+        "kind": "TaskRun", "metadata": {"name": "parent"},
+        "spec": {"task": "behave", "payloadRef": ref}})
+    uid = parent["metadata"]["uid"]
+    make_run(kube_api, namespace, "waited", "behave", {"i": 1},
+             parent={"name": "parent", "uid": uid, "wait": True})
+    make_run(kube_api, namespace, "fired", "behave", {"i": 2},
+             parent={"name": "parent", "uid": uid})
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(f"{dashboard}/runs/{namespace}/parent")
+        kids = page.locator("ul.children li")
+        assert kids.count() == 2
+        assert "(waited for)" in kids.nth(0).inner_text() + kids.nth(1).inner_text()
+        assert "Waiting on run" in page.text_content("ol.timeline")  # type: ignore[operator]
+        assert "run waited (behave)" in page.text_content("ol.timeline")  # type: ignore[operator]
+        link = page.get_by_role("link", name="Download the payload")
+        # The page holds no presigned URL: the link is the dashboard's own, signed on click.
+        assert link.get_attribute("href") == f"/runs/{namespace}/parent/download/payload"
+        assert "X-Amz-Signature" not in page.content()
+        with page.expect_download() as downloaded:
+            link.click()
+        assert Path(downloaded.value.path()).read_bytes() == big
+        page.click(f'ul.children a[href="/runs/{namespace}/waited"]')
+        page.wait_for_selector("dl.facts")
+        assert "(waits for this run)" in page.text_content("dl.facts")  # type: ignore[operator]
+        # Nothing to download for an inline payload; a redirect to S3 carries no-store.
+        none = page.goto(f"{dashboard}/runs/{namespace}/waited/download/payload")
+        assert none is not None and none.status == 404
+        browser.close()
+    answer = urllib.request.build_opener(NoRedirect).open(
+        f"{dashboard}/runs/{namespace}/parent/download/payload")
+    assert answer.status == 303
+    assert answer.headers["Cache-Control"] == "no-store"
+    assert answer.headers["Referrer-Policy"] == "no-referrer"
+    assert "X-Amz-Expires=300" in answer.headers["Location"]
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def http_error_303(self, req: Any, fp: Any, code: int, msg: str, headers: Any) -> Any:
+        return fp
 
 
 def test_a_queue_is_paused_after_confirmation_and_a_forged_post_changes_nothing(
@@ -321,9 +395,19 @@ def test_a_failed_run_shows_its_error_and_log_and_its_replay_completes(
         replay = page.url.rsplit("/", 1)[1]
         wait_until(lambda: phase(get_run(kube_api, namespace, replay)) == "Completed",
                    timeout=90, what="the replay to complete")
-        # A delayed run is canceled from its page.
+        # A delayed run is rescheduled from its page, then canceled.
         page.goto(f"{dashboard}/runs/{namespace}/later")
-        assert page.get_by_role("button", name="Reschedule").count() == 1
+        page.get_by_label("Delay").fill("3h")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Reschedule").click()
+        page.wait_for_url(f"**/runs/{namespace}/later")
+        moved = dt.datetime.fromisoformat(
+            get_run(kube_api, namespace, "later")["spec"]["delayUntil"].replace("Z", "+00:00"))
+        ahead = moved - dt.datetime.now(dt.UTC)
+        assert dt.timedelta(hours=2, minutes=55) < ahead <= dt.timedelta(hours=3), ahead
+        wait_until(lambda: (get_run(kube_api, namespace, "later").get("status") or {}).get(
+            "delayUntil") == get_run(kube_api, namespace, "later")["spec"]["delayUntil"],
+            timeout=30, what="the operator to accept the new delay")
         page.once("dialog", lambda dialog: dialog.accept())
         page.get_by_role("button", name="Cancel").click()
         wait_until(lambda: phase(get_run(kube_api, namespace, "later")) == "Canceled",

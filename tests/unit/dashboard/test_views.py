@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-from kubetasks.dashboard.views import PAGE_SIZE, duration, run_page, run_row
+import pytest
+
+from kubetasks.dashboard.views import PAGE_SIZE, FilterError, duration, run_page, run_row
 
 NOW = 1_800_000_000.0
 
@@ -105,3 +108,55 @@ def test_the_timeline_is_in_time_order_whatever_the_precision() -> None:
         "Created", "Queued", "Attempt 1 started", "Attempt 1 ended", "Completed"]
     assert readable_time("2027-01-15T08:00:00.500000Z") == "2027-01-15 08:00:00.500 UTC"
     assert readable_time("2027-01-15T08:00:00Z") == "2027-01-15 08:00:00 UTC"
+
+
+def test_time_filters_keep_runs_created_in_the_range_and_say_what_is_wrong() -> None:
+    runs = [run("old", "2027-01-15T07:00:00Z"), run("mid", "2027-01-15T07:30:00Z"),
+            run("new", "2027-01-15T07:59:00Z")]
+    now = dt.datetime(2027, 1, 15, 8, 0, tzinfo=dt.UTC).timestamp()
+    names = lambda f: [r.name for r in run_page(runs, f, 1, now).rows]  # noqa: E731
+    assert names({"period": "15m"}) == ["new"]
+    assert names({"period": "1h"}) == ["new", "mid", "old"]
+    # A browser's datetime-local value has no zone: it is read as UTC; both ends included.
+    assert names({"from": "2027-01-15T07:30"}) == ["new", "mid"]
+    assert names({"to": "2027-01-15T07:30"}) == ["mid", "old"]
+    assert names({"from": "2027-01-15T07:10", "to": "2027-01-15T07:40"}) == ["mid"]
+    assert names({"from": "2027-01-15T08:30+01:00"}) == ["new", "mid"]
+    with pytest.raises(FilterError, match=r"period: '2w' is not one of 15m, 1h"):
+        run_page(runs, {"period": "2w"}, 1, now)
+    with pytest.raises(FilterError, match=r"from: 'yesterday' is not a date and time; write "
+                                          r"it like 2027-01-15T08:30 \(UTC\)"):
+        run_page(runs, {"from": "yesterday"}, 1, now)
+    with pytest.raises(FilterError, match="to: the range ends before it starts"):
+        run_page(runs, {"from": "2027-01-15T08:00", "to": "2027-01-15T07:00"}, 1, now)
+
+
+def test_children_are_found_by_parent_uid_and_waits_join_the_timeline() -> None:
+    from kubetasks.dashboard.views import children, timeline
+
+    parent = run("p", "2027-01-15T08:00:00Z", "Completed")
+    parent["metadata"]["uid"] = "uid-p"
+    parent["status"]["finishedTime"] = "2027-01-15T08:00:09Z"
+
+    def child(name: str, created: str, wait: bool, uid: str = "uid-p", **more: Any
+              ) -> dict[str, Any]:
+        obj = run(name, created, "Completed", task="resize",
+                  parent={"name": "p", "uid": uid, "wait": wait}, **more)
+        obj["status"]["finishedTime"] = "2027-01-15T08:00:05Z"
+        return obj
+
+    waited = child("c1", "2027-01-15T08:00:03Z", True)
+    fired = child("c2", "2027-01-15T08:00:01Z", False)
+    of_old_parent = child("c3", "2027-01-15T08:00:02Z", True, uid="uid-recreated")
+    batch_item = child("b-0", "2027-01-15T08:00:04Z", True, batch={"name": "b", "index": 0})
+    batch = {"metadata": {"namespace": "jobs", "name": "b", "uid": "uid-b",
+                          "creationTimestamp": "2027-01-15T08:00:04Z"},
+             "spec": {"task": "resize", "parent": {"name": "p", "uid": "uid-p", "wait": True}},
+             "status": {"phase": "Running"}}
+    kids = children(parent, [waited, fired, of_old_parent, batch_item], [batch])
+    assert [(k.kind, k.name, k.wait, k.href) for k in kids] == [
+        ("run", "c2", False, "/runs/jobs/c2"), ("run", "c1", True, "/runs/jobs/c1"),
+        ("batch", "b", True, "/batches/jobs/b")]
+    assert [(m.what, m.detail) for m in timeline(parent, kids)][1:] == [
+        ("Waiting on run", "run c1 (resize)"), ("Waiting on batch", "batch b (resize)"),
+        ("Child run ended", "c1: Completed"), ("Completed", "")]
