@@ -10,6 +10,10 @@ the last byte of the answer:
 
 - ``cached``: ``/runs`` (first page), ``/runs?status=...&tag=...`` (a filter) and
   ``/runs?page=100``, as the dashboard serves them: from the watch-fed store;
+- ``per_user``: the first page and the filter as the chart's dashboard serves them
+  (``--per-user``): each request carries a ServiceAccount's bearer token, checked by a
+  TokenReview and a SubjectAccessReview (each answer kept 10 s, so the timed requests include
+  the fresh reviews when they expire);
 - ``baseline``: the same first page built the way a dashboard without a cache would: list
   every run of the namespace from the API server (pages of 500), then filter, sort and
   render.
@@ -33,6 +37,7 @@ from kubernetes import client, config
 
 from kubetasks._internal.client import KubeApi
 from kubetasks.dashboard.app import create_app
+from kubetasks.dashboard.auth import ClusterAuth
 from kubetasks.dashboard.cache import Store, Watcher
 from kubetasks.dashboard.views import run_page
 from kubetasks.devcluster.local import LocalCluster
@@ -72,11 +77,37 @@ def create_runs(api: client.ApiClient, count: int) -> None:
         list(pool.map(one, range(count)))
 
 
-def timed_get(url: str) -> float:
+def timed_get(url: str, token: str | None = None) -> float:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     began = time.perf_counter()
-    with urllib.request.urlopen(url) as response:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers)) as response:
         response.read()
     return time.perf_counter() - began
+
+
+def serve(app: Any) -> tuple[str, uvicorn.Server]:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning", access_log=False))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{port}", server
+
+
+def viewer_token(local: LocalCluster, api: client.ApiClient) -> str:
+    """A ServiceAccount that may read the runs of the namespace, and a token of it."""
+    client.CoreV1Api(api).create_namespaced_service_account(NS, {"metadata": {"name": "viewer"}})
+    rbac = client.RbacAuthorizationV1Api(api)
+    rbac.create_namespaced_role(NS, {"metadata": {"name": "viewer"}, "rules": [
+        {"apiGroups": ["kubetasks.dev"], "resources": ["taskruns"],
+         "verbs": ["get", "list", "watch"]}]})
+    rbac.create_namespaced_role_binding(NS, {
+        "metadata": {"name": "viewer"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "viewer"},
+        "subjects": [{"kind": "ServiceAccount", "name": "viewer", "namespace": NS}]})
+    token: str = local.control_plane.kubectl("create", "token", "viewer", "-n", NS).strip()
+    return token
 
 
 def main() -> None:
@@ -100,13 +131,7 @@ def main() -> None:
         watcher = Watcher(kube, store, "taskruns", NS).start()
         assert watcher.synced.wait(300)
         result["store_sync_s"] = round(time.monotonic() - began, 1)
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(create_app(store), host="127.0.0.1", port=port,
-                                               log_level="warning", access_log=False))
-        threading.Thread(target=server.run, daemon=True).start()
-        while not server.started:
-            time.sleep(0.05)
-        base = f"http://127.0.0.1:{port}"
+        base, server = serve(create_app(store))
         cases = {"first page": "/runs", "filtered": "/runs?status=Failed&tag=t3",
                  "page 100": "/runs?page=100"}
         result["cached"] = {}
@@ -115,6 +140,19 @@ def main() -> None:
             result["cached"][name] = stats([timed_get(base + path)
                                             for _ in range(args.requests)])
             print(f"cached {name}: {result['cached'][name]}")
+
+        token = viewer_token(local, api)
+        per_user, per_user_server = serve(create_app(store, auth=ClusterAuth(kube)))
+        result["per_user"] = {}
+        for name in ("first page", "filtered"):
+            timed_get(per_user + cases[name], token)  # warm-up
+            timings = []
+            for _ in range(args.requests):
+                timings.append(timed_get(per_user + cases[name], token))
+                time.sleep(0.25)  # spread over time, so cached reviews expire (10 s)
+            result["per_user"][name] = stats(timings)
+            print(f"per user {name}: {result['per_user'][name]}")
+        per_user_server.should_exit = True
 
         def uncached() -> float:
             began = time.perf_counter()
