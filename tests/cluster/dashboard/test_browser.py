@@ -167,6 +167,7 @@ def test_a_parent_shows_its_children_and_waits_and_an_offloaded_payload_download
         assert "(waited for)" in kids.nth(0).inner_text() + kids.nth(1).inner_text()
         assert "Waiting on run" in page.text_content("ol.timeline")  # type: ignore[operator]
         assert "run waited (behave)" in page.text_content("ol.timeline")  # type: ignore[operator]
+        shot(page, "run-parent")
         link = page.get_by_role("link", name="Download the payload")
         # The page holds no presigned URL: the link is the dashboard's own, signed on click.
         assert link.get_attribute("href") == f"/runs/{namespace}/parent/download/payload"
