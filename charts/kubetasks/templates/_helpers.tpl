@@ -74,3 +74,45 @@ readOnlyRootFilesystem: true
 capabilities:
   drop: ["ALL"]
 {{- end }}
+
+{{/* The object storage settings (s3.*) as container env, credentials by Secret reference:
+the operator's and the dashboard's. */}}
+{{- define "kubetasks.s3Env" -}}
+{{- with .Values.s3 }}
+{{- if .endpoint }}
+- name: KUBETASKS_S3_ENDPOINT
+  value: {{ .endpoint | quote }}
+{{- end }}
+{{- if .bucket }}
+- name: KUBETASKS_S3_BUCKET
+  value: {{ .bucket | quote }}
+{{- end }}
+{{- if .region }}
+- name: KUBETASKS_S3_REGION
+  value: {{ .region | quote }}
+{{- end }}
+- name: KUBETASKS_PRESIGN_EXPIRY
+  value: {{ .presignExpirySeconds | quote }}
+{{- if .existingSecret }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: AWS_ACCESS_KEY_ID
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: AWS_SECRET_ACCESS_KEY
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "kubetasks.dashboardName" -}}
+{{- printf "%s-dashboard" (include "kubetasks.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* What the dashboard shows: dashboard.namespaces, else where tasks run. */}}
+{{- define "kubetasks.dashboardNamespaces" -}}
+{{- .Values.dashboard.namespaces | default (include "kubetasks.taskNamespaces" . | fromJsonArray) | toJson }}
+{{- end }}
