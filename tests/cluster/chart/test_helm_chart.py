@@ -11,10 +11,17 @@ token mount, no KUBERNETES_SERVICE_HOST). So each pod gets, through the chart's 
 (``operator.extraEnv``, ``operator.taskEnv``), a ``KUBECONFIG`` whose exec credential plugin
 asks the API server for a token of that pod's ServiceAccount (TokenRequest, as the kubelet
 does): the operator and the task pods talk to the API with exactly the chart's RBAC.
+
+The cluster-wide install also runs the dashboard (``dashboard.enabled``) from its pod spec,
+with its own ServiceAccount's credentials the same way: it shows where tasks run, answers only
+a person's valid token, lists runs for a read-only person and refuses their writes; its own
+account only reads and asks reviews. One install serves both, to keep the suite fast.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import http.client
 import json
 import os
 import re
@@ -23,6 +30,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +41,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
+import kubetasks
 from kubetasks.devcluster import ControllerSettings, ControlPlane
 from kubetasks.devcluster.local import LOCAL_NODE_CAPACITY
 from kubetasks.devcluster.nodeagent import NodeAgentProcess
@@ -54,6 +63,7 @@ pytestmark = pytest.mark.cluster
 RELEASE = "kubetasks"
 OPERATOR_SA = "kubetasks-operator"
 TASK_SA = "kubetasks-task"
+DASHBOARD_SA = "kubetasks-dashboard"
 S3_SECRET = "kubetasks-s3"
 CRDS = ("taskruns", "taskbatches", "tasks", "taskqueues", "taskschedules")
 # Everything the chart creates carries this label; uninstall must leave none of it.
@@ -168,12 +178,14 @@ class Release:
     task_namespace: str
     health_port: int
     metrics_port: int
+    dashboard_port: int | None = None
 
 
 def install(cluster: ChartCluster, s3: S3Server, release_ns: str, task_ns: str,
-            cluster_wide: bool) -> Release:
+            cluster_wide: bool, dashboard: bool = False) -> Release:
     """``helm install`` with values that point the operator at this cluster's Redis and the
-    session's S3 server, and give its pods a PATH with this venv's ``kubetasks``."""
+    session's S3 server, and give its pods a PATH with this venv's ``kubetasks``; with
+    ``dashboard``, the dashboard too, on a free port."""
     for ns in {release_ns, task_ns}:
         cluster.kubectl("create", "namespace", ns)
         cluster.kubectl("create", "secret", "generic", S3_SECRET, f"--namespace={ns}",
@@ -202,6 +214,20 @@ def install(cluster: ChartCluster, s3: S3Server, release_ns: str, task_ns: str,
         },
         "metrics": {"port": release.metrics_port},
     }
+    if dashboard:
+        release.dashboard_port = free_port()
+        values["dashboard"] = {
+            "enabled": True,
+            "port": release.dashboard_port,
+            "extraEnv": [
+                {"name": "KUBECONFIG", "value": str(
+                    service_account_kubeconfig(cluster, release_ns, DASHBOARD_SA))},
+                {"name": "PATH", "value": path},
+                # The venv's kubetasks may be an editable install of another checkout: the
+                # dashboard must be this one's.
+                {"name": "PYTHONPATH", "value": str(Path(kubetasks.__file__).parents[1])},
+            ],
+        }
     if not cluster_wide:
         values["watchNamespaces"] = [release_ns]
     else:
@@ -215,7 +241,7 @@ def install(cluster: ChartCluster, s3: S3Server, release_ns: str, task_ns: str,
     return release
 
 
-def wait_healthy(port: int, timeout: float = 60) -> None:
+def wait_healthy(port: int, timeout: float = 60, what: str = "the operator") -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -225,21 +251,29 @@ def wait_healthy(port: int, timeout: float = 60) -> None:
         except OSError:
             pass
         if time.monotonic() > deadline:
-            raise AssertionError(f"the operator's /healthz on port {port} never answered 200")
+            raise AssertionError(f"{what}'s /healthz on port {port} never answered 200")
         time.sleep(0.5)
 
 
 def operator_pod(cluster: ChartCluster, namespace: str) -> dict[str, Any]:
+    return component_pod(cluster, namespace, "operator")
+
+
+def component_pod(cluster: ChartCluster, namespace: str, component: str) -> dict[str, Any]:
     pods = json.loads(cluster.kubectl(
         "get", "pods", f"--namespace={namespace}", "-o", "json",
-        "--selector=app.kubernetes.io/component=operator"))["items"]
+        f"--selector=app.kubernetes.io/component={component}"))["items"]
     assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
     pod: dict[str, Any] = pods[0]
     return pod
 
 
 def operator_log(cluster: ChartCluster, namespace: str, pod: str) -> str:
-    return cluster.agent.pod_log_path(namespace, pod, "operator").read_text(errors="replace")
+    return container_log(cluster, namespace, pod, "operator")
+
+
+def container_log(cluster: ChartCluster, namespace: str, pod: str, container: str) -> str:
+    return cluster.agent.pod_log_path(namespace, pod, container).read_text(errors="replace")
 
 
 def notes_taskrun(notes: str) -> str:
@@ -249,10 +283,11 @@ def notes_taskrun(notes: str) -> str:
     return textwrap.dedent(match.group(1))
 
 
-def can_i(cluster: ChartCluster, account: str, verb: str, resource: str, namespace: str
-          ) -> bool:
+def can_i(cluster: ChartCluster, account: str, verb: str, resource: str, namespace: str,
+          subresource: str = "") -> bool:
+    extra = [f"--subresource={subresource}"] if subresource else []
     out = cluster.kubectl("auth", "can-i", verb, resource, f"--namespace={namespace}",
-                          f"--as=system:serviceaccount:{account}", check=False)
+                          f"--as=system:serviceaccount:{account}", *extra, check=False)
     return out.strip() == "yes"
 
 
@@ -262,7 +297,136 @@ def chart_objects(cluster: ChartCluster) -> list[str]:
     return out.split()
 
 
-@pytest.mark.parametrize("cluster_wide", [False, True], ids=["namespaced", "cluster-wide"])
+# --- the dashboard, as a person reaches it -------------------------------------------------
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: http.client.HTTPMessage
+    body: str
+
+
+def call(port: int, method: str, path: str, *, token: str | None = None,
+         headers: dict[str, str] | None = None, form: dict[str, str] | None = None) -> Answer:
+    """One request to the dashboard; redirects are not followed."""
+    sent = dict(headers or {})
+    if token is not None:
+        sent["Authorization"] = f"Bearer {token}"
+    body = None
+    if form is not None:
+        body = urllib.parse.urlencode(form)
+        sent["Content-Type"] = "application/x-www-form-urlencoded"
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request(method, path, body=body, headers=sent)
+        response = connection.getresponse()
+        return Answer(response.status, response.headers,
+                      response.read().decode(errors="replace"))
+    finally:
+        connection.close()
+
+
+def read_only_token(cluster: ChartCluster, namespace: str, name: str) -> str:
+    """A token of a ServiceAccount that may only get, list and watch TaskRuns there."""
+    cluster.kubectl("create", "serviceaccount", name, f"--namespace={namespace}")
+    cluster.kubectl("create", "role", name, "--verb=get,list,watch",
+                    "--resource=taskruns.kubetasks.dev", f"--namespace={namespace}")
+    cluster.kubectl("create", "rolebinding", name, f"--role={name}",
+                    f"--serviceaccount={namespace}:{name}", f"--namespace={namespace}")
+    return cluster.kubectl("create", "token", name, f"--namespace={namespace}",
+                           "--duration=1h").strip()
+
+
+def check_dashboard(cluster: ChartCluster, release: Release, notes: str) -> str:
+    """The dashboard runs from the chart's pod spec as its own account, shows where tasks run,
+    lets a read-only person list runs and refuses their cancel; its account only reads and
+    asks reviews. Returns its pod's name."""
+    port, shown = release.dashboard_port, release.task_namespace
+    assert port is not None
+    assert f"kubectl port-forward svc/{DASHBOARD_SA} 8484:80 -n {release.namespace}" in notes
+    pod = component_pod(cluster, release.namespace, "dashboard")
+    assert pod["spec"]["serviceAccountName"] == DASHBOARD_SA
+    command = pod["spec"]["containers"][0]["command"]
+    assert command[:3] == ["kubetasks", "dashboard", "--per-user"]
+    assert command[command.index("--port") + 1] == str(port)
+    # Every namespace watched: it shows the namespace where the chart lets tasks run.
+    assert [command[i + 1] for i, a in enumerate(command) if a == "--namespace"] == [shown]
+    wait_healthy(port, what="the dashboard")
+
+    # No token: a sign-in page if there is one, else 401 that says how to sign in.
+    anonymous = call(port, "GET", "/runs")
+    if anonymous.status in (302, 303, 307):
+        location = urllib.parse.urlsplit(anonymous.headers["Location"]).path
+        assert location == "/login", (anonymous.status, anonymous.headers["Location"])
+    else:
+        assert anonymous.status == 401, (anonymous.status, anonymous.body)
+        assert "Authorization: Bearer" in anonymous.body
+    # A token the API server does not accept (TokenReview) is no better.
+    assert call(port, "GET", "/runs", token="not-a-token").status in (anonymous.status, 401)
+
+    # A person who may only read runs: a delayed run (it waits, nothing else changes it).
+    token = read_only_token(cluster, shown, "run-viewer")
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    make_run(cluster.api, shown, "dashboard-later", "send-email", {"to": "x@example.com"},
+             delayUntil=later)
+    wait_for(cluster.api, shown, "dashboard-later", ["Delayed"], timeout=30)
+    deadline = time.monotonic() + 30
+    while True:  # the dashboard's watch brings it
+        runs = call(port, "GET", "/runs", token=token)
+        assert runs.status == 200, (runs.status, runs.body)
+        if f"/runs/{shown}/dashboard-later" in runs.body:
+            break
+        assert time.monotonic() < deadline, "the run never showed on /runs"
+        time.sleep(0.5)
+
+    # Its cancel, sent as the page's form would (CSRF cookie and field, same origin): the
+    # SubjectAccessReview says no, and nothing is written.
+    page = call(port, "GET", f"/runs/{shown}/dashboard-later", token=token)
+    assert page.status == 200, (page.status, page.body)
+    cookie = next(c.split(";", 1)[0] for c in page.headers.get_all("Set-Cookie", [])
+                  if c.startswith("kubetasks_csrf="))
+    field = re.search(rf'action="/runs/{shown}/dashboard-later/cancel"[^>]*>\s*'
+                      r'<input type="hidden" name="csrf" value="([^"]+)"', page.body)
+    assert field, page.body
+    assert cookie == f"kubetasks_csrf={field.group(1)}"
+    before = get_run(cluster.api, shown, "dashboard-later")
+    refused = call(port, "POST", f"/runs/{shown}/dashboard-later/cancel", token=token,
+                   headers={"Cookie": cookie, "Origin": f"http://127.0.0.1:{port}"},
+                   form={"csrf": field.group(1)})
+    assert refused.status == 403, (refused.status, refused.body)
+    assert (f"system:serviceaccount:{shown}:run-viewer may not patch taskruns in namespace "
+            f"{shown}") in refused.body, refused.body
+    after = get_run(cluster.api, shown, "dashboard-later")
+    assert "cancel" not in after["spec"]
+    assert after["spec"] == before["spec"]
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    assert after["status"]["phase"] == "Delayed"
+
+    # Its own account, asked of the API server's authorizer: reads what it shows, reviews.
+    account = f"{release.namespace}:{DASHBOARD_SA}"
+    for verb in ("get", "list", "watch"):
+        assert can_i(cluster, account, verb, "taskruns", shown), verb
+    for resource in ("tokenreviews", "subjectaccessreviews"):
+        assert can_i(cluster, account, "create", resource, shown), resource
+    for verb in ("create", "patch", "delete"):
+        assert not can_i(cluster, account, verb, "taskruns", shown), verb
+    for ns in (shown, release.namespace):
+        assert not can_i(cluster, account, "get", "secrets", ns), ns
+    assert not can_i(cluster, account, "get", "pods", shown, subresource="log")
+    assert not can_i(cluster, account, "list", "taskruns", "default")
+
+    # None of its own requests (the watches, the reviews) was refused.
+    name = str(pod["metadata"]["name"])
+    log = container_log(cluster, release.namespace, name, "dashboard")
+    refusals = [line for line in log.splitlines()
+                if re.search(r"\b403\b|[Ff]orbidden", line)]
+    assert not refusals, "\n".join(refusals)
+    return name
+
+
+@pytest.mark.parametrize("cluster_wide", [False, True],
+                         ids=["namespaced", "cluster-wide-with-dashboard"])
 def test_install_runs_tasks_and_uninstall_leaves_only_the_crds(
     chart_cluster: ChartCluster, s3_server: S3Server, cluster_wide: bool
 ) -> None:
@@ -277,7 +441,8 @@ def test_install_runs_tasks_and_uninstall_leaves_only_the_crds(
     assert bad.returncode != 0
     assert "at '/watchNamespaces/0': 'Not_A_Namespace' does not match pattern" in bad.stderr
 
-    release = install(cluster, s3_server, release_ns, task_ns, cluster_wide)
+    release = install(cluster, s3_server, release_ns, task_ns, cluster_wide,
+                      dashboard=cluster_wide)
 
     # Helm installed the CRDs from the chart's crds/ (this cluster had none).
     for plural in CRDS:
@@ -338,6 +503,8 @@ def test_install_runs_tasks_and_uninstall_leaves_only_the_crds(
                                 timeout=5) as response:
         assert b"kubetasks_" in response.read()
 
+    dashboard_pod = check_dashboard(cluster, release, status) if cluster_wide else None
+
     # Least privilege, asked of the API server's authorizer.
     task_account = f"{task_ns}:{TASK_SA}"
     for verb, resource in (("create", "taskruns"), ("get", "taskruns"),
@@ -360,6 +527,8 @@ def test_install_runs_tasks_and_uninstall_leaves_only_the_crds(
                if re.search(r"\b403\b|[Ff]orbidden|[Nn]ot enough permissions", line)]
     assert not refused, "\n".join(refused)
 
+    if dashboard_pod is not None:
+        assert [o for o in chart_objects(cluster) if "dashboard" in o]
     cluster.helm("uninstall", RELEASE, f"--namespace={release_ns}", "--wait",
                  "--timeout=120s")
     deadline = time.monotonic() + 60
@@ -374,3 +543,7 @@ def test_install_runs_tasks_and_uninstall_leaves_only_the_crds(
     ended = [r for r in cluster.agent.records() if r["event"] == "end"
              and r["namespace"] == release_ns and r["pod"] == pod["metadata"]["name"]]
     assert ended, "the operator process did not stop"
+    if dashboard_pod is not None:  # its objects went with the others (chart_objects)
+        assert [r for r in cluster.agent.records() if r["event"] == "end"
+                and r["namespace"] == release_ns and r["pod"] == dashboard_pod], (
+            "the dashboard process did not stop")
