@@ -7,6 +7,7 @@ a CSRF token and a same-origin check.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hmac
 import json
 import secrets
@@ -22,7 +23,15 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 from starlette.routing import Route
 
 from kubetasks._internal.client import KubeApi
-from kubetasks.dashboard.auth import Auth, Denied, LocalAuth, User
+from kubetasks.dashboard.auth import (
+    Auth,
+    ClusterAuth,
+    Denied,
+    LocalAuth,
+    Sessions,
+    User,
+    local_path,
+)
 from kubetasks.dashboard.cache import Json, Store
 from kubetasks.dashboard.views import (
     FILTERS,
@@ -81,25 +90,46 @@ class BulkJob:
 
 HEARTBEAT = 15.0  # seconds between SSE comments, so proxies keep the stream open
 CSRF_COOKIE = "kubetasks_csrf"
+SESSION_COOKIE = "kubetasks_session"
+# Whether this request's person signed in with the form (the nav then offers Sign out).
+# Each request runs in a task of its own, so the value never leaks between requests.
+SIGNED_IN: contextvars.ContextVar[bool] = contextvars.ContextVar("signed_in", default=False)
 FIELD_MANAGER = "kubetasks-dashboard"
 
 
 def create_app(store: Store, kube: KubeApi | None = None, auth: Auth | None = None,
-               storage: ObjectStore | None = None) -> Starlette:
+               storage: ObjectStore | None = None, sessions: Sessions | None = None
+               ) -> Starlette:
     """The pages over ``store``. ``auth`` says who asks and what they may do (see
     ``auth.py``); without it, ``kube`` (the kubeconfig's user) acts for everyone, and
     without either the dashboard is read-only. ``storage`` presigns the downloads of
-    offloaded payloads and outputs (default: the ``KUBETASKS_S3_*`` environment)."""
+    offloaded payloads and outputs (default: the ``KUBETASKS_S3_*`` environment). With a
+    ``ClusterAuth``, people without an authenticating proxy sign in at ``/login``
+    (``sessions``: where their tokens are kept)."""
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape())
     env.filters["when"] = readable_time
+    env.globals["signed_in"] = SIGNED_IN.get
     if auth is None and kube is not None:
         auth = LocalAuth(kube)
+    if sessions is None and isinstance(auth, ClusterAuth):
+        sessions = Sessions()
 
     def who(request: Request) -> tuple[User, KubeApi] | None:
-        """The person and a client that writes as them; None when read-only."""
+        """The person and a client that writes as them; None when read-only. A proxy's
+        ``Authorization`` header wins; else the session of the sign-in form."""
         if auth is None:
             return None
-        return auth.user(request.headers.get("authorization"))
+        header = request.headers.get("authorization")
+        sid = request.cookies.get(SESSION_COOKIE) if sessions is not None else None
+        token = sessions.token(sid) if header is None and sid and sessions else None
+        try:
+            found = auth.user(f"Bearer {token}" if token else header)
+        except Denied as refused:
+            if token and sid and sessions is not None and refused.status == 401:
+                sessions.close(sid)  # the API server no longer takes it: sign in again
+            raise
+        SIGNED_IN.set(token is not None)
+        return found
 
     def may(request: Request, verb: str, resource: str, namespace: str) -> None:
         found = who(request)
@@ -478,13 +508,80 @@ def create_app(store: Store, kube: KubeApi | None = None, auth: Auth | None = No
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
 
+    def wants_page(request: Request) -> bool:
+        """A person's page view (a redirect to the sign-in form helps), not a script's
+        request (events, logs, a table fragment), which gets a plain 401."""
+        path = request.url.path
+        return (request.method == "GET" and not path.startswith("/events")
+                and "/logs/" not in path and not request.query_params.get("fragment"))
+
     async def denied(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Denied)
+        if exc.status == 401 and sessions is not None and wants_page(request):
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse("/login?" + urllib.parse.urlencode({"next": target}),
+                                    status_code=303)
         return render_status("refused.html", exc.status, why=str(exc), section="")
+
+    def login_form(request: Request, target: str, status: int = 200, problem: str = ""
+                   ) -> Response:
+        token = csrf_token(request)
+        page = render_status("login.html", status, csrf=token, problem=problem, section="",
+                             next=target)
+        return with_csrf(request, page, token)
+
+    async def login(request: Request) -> Response:
+        """The sign-in form (cluster mode): a Kubernetes token, checked by a TokenReview and
+        then kept server-side; the browser holds only a random session id."""
+        if sessions is None or auth is None:
+            return RedirectResponse("/runs", status_code=303)
+        if request.method == "GET":
+            return login_form(request, local_path(request.query_params.get("next")))
+        why = await action_refused(request)
+        if why is not None:
+            return render_status("refused.html", 403, why=why, section="")
+        form = await request.form()
+        token = str(form.get("token") or "").strip()
+        target = local_path(str(form.get("next") or ""))
+        try:
+            if not token:
+                raise Denied("paste a token first", 401)
+            await asyncio.to_thread(auth.user, f"Bearer {token}")
+        except Denied as refused:
+            return login_form(request, target, refused.status, str(refused))
+        secure = (request.url.scheme == "https"
+                  or request.headers.get("x-forwarded-proto", "").lower() == "https")
+        answer = RedirectResponse(target, status_code=303)
+        old = request.cookies.get(SESSION_COOKIE)
+        if old:
+            sessions.close(old)  # a new sign-in never reuses an id the browser had
+        answer.set_cookie(SESSION_COOKIE, sessions.open(token), max_age=int(sessions.lifetime),
+                          path="/", httponly=True, samesite="strict", secure=secure)
+        return answer
+
+    async def logout(request: Request) -> Response:
+        """GET: a page with the Sign out button (a POST, so another site cannot sign
+        anyone out); POST: the session ends here and in the browser."""
+        if sessions is None:
+            return RedirectResponse("/runs", status_code=303)
+        if request.method == "GET":
+            token = csrf_token(request)
+            return with_csrf(request, render("logout.html", csrf=token, section=""), token)
+        why = await action_refused(request)
+        if why is not None:
+            return render_status("refused.html", 403, why=why, section="")
+        sid = request.cookies.get(SESSION_COOKIE)
+        if sid:
+            sessions.close(sid)
+        answer = RedirectResponse("/login", status_code=303)
+        answer.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+        return answer
 
     return Starlette(exception_handlers={Denied: denied}, routes=[
         Route("/", home),
         Route("/healthz", healthz),
+        Route("/login", login, methods=["GET", "POST"]),
+        Route("/logout", logout, methods=["GET", "POST"]),
         Route("/runs", runs),
         Route("/runs/{namespace}/{name}", run),
         Route("/runs/{namespace}/{name}/logs/{attempt}", logs),

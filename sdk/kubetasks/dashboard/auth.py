@@ -8,14 +8,21 @@
   answers are kept ``DECISION_TTL`` seconds); every write is sent with the person's own token,
   so the API server judges it again. The dashboard's own account only reads (the store's
   watches) and asks those two reviews.
+- ``Sessions``: for people without an authenticating proxy, the sign-in form (``/login``)
+  takes their token once, checks it with a TokenReview, and keeps it server-side under a
+  random session id (an HttpOnly, SameSite=Strict cookie); the token never goes back to
+  the browser.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import secrets
 import threading
 import time
+import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -76,8 +83,9 @@ class ClusterAuth:
     @staticmethod
     def _token(authorization: str | None) -> str:
         if not authorization or not authorization.lower().startswith("bearer "):
-            raise Denied("sign in: send your Kubernetes token as 'Authorization: Bearer "
-                         "<token>' (an authenticating proxy does this for you)", 401)
+            raise Denied("sign in at /login, or send your Kubernetes token as "
+                         "'Authorization: Bearer <token>' (an authenticating proxy does this "
+                         "for you)", 401)
         return authorization.split(" ", 1)[1].strip()
 
     def user(self, authorization: str | None) -> tuple[User, KubeApi]:
@@ -137,4 +145,62 @@ class ClusterAuth:
             raise Denied(f"{user.name} may not {verb} {resource} in namespace {namespace}")
 
 
-__all__ = ["Auth", "ClusterAuth", "Credentials", "Denied", "LocalAuth", "User"]
+SESSION_LIFETIME = 8 * 3600.0
+MAX_SESSIONS = 10_000
+
+
+class Sessions:
+    """Signed-in people: session id -> (expiry, token), in memory. Bounded: past
+    ``max_sessions`` the oldest session is dropped; expired ones are dropped when met. A
+    restart signs everyone out, which is the safe direction."""
+
+    def __init__(self, lifetime: float = SESSION_LIFETIME, max_sessions: int = MAX_SESSIONS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.lifetime = lifetime
+        self.max_sessions = max_sessions
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._sessions: dict[str, tuple[float, str]] = {}
+
+    def open(self, token: str) -> str:
+        """A new session for ``token``; its id (the cookie's value)."""
+        sid = secrets.token_urlsafe(32)
+        with self._lock:
+            while len(self._sessions) >= self.max_sessions:
+                del self._sessions[next(iter(self._sessions))]  # the oldest
+            self._sessions[sid] = (self._clock() + self.lifetime, token)
+        return sid
+
+    def token(self, sid: str) -> str | None:
+        """The token of a live session; None for an unknown or expired id."""
+        with self._lock:
+            found = self._sessions.get(sid)
+            if found is None:
+                return None
+            if found[0] <= self._clock():
+                del self._sessions[sid]
+                return None
+            return found[1]
+
+    def close(self, sid: str) -> None:
+        with self._lock:
+            self._sessions.pop(sid, None)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+
+def local_path(target: str | None, default: str = "/runs") -> str:
+    """``target`` if it is a path on this site (``/runs?status=Failed``), else ``default``:
+    a sign-in never sends anyone to another site (``//evil.example``, ``https://...``,
+    ``/\\evil.example``)."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return default
+    parts = urllib.parse.urlsplit(target)
+    if parts.scheme or parts.netloc or any(c in target for c in "\r\n\t"):
+        return default
+    return target
+
+
+__all__ = ["Auth", "ClusterAuth", "Credentials", "Denied", "LocalAuth", "Sessions", "User",
+           "local_path"]

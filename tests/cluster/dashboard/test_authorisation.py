@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -18,7 +21,7 @@ from kubetasks.dashboard.app import create_app
 from kubetasks.dashboard.auth import ClusterAuth
 from kubetasks.dashboard.cache import Store, Watcher
 from kubetasks.devcluster import ControlPlane
-from tests.cluster.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS, free_port
+from tests.cluster.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS, free_port, shot
 from tests.cluster.helpers import GROUP, VERSION, custom, make_queue, make_run
 
 pytestmark = pytest.mark.cluster
@@ -87,10 +90,16 @@ def test_each_person_sees_and_does_only_what_their_rights_allow(
             headers = {"Authorization": f"Bearer {token}"} if token else {}
             return browser.new_context(extra_http_headers=headers).new_page()
 
+        # Without a token, or with one the API server refuses: the sign-in form; the page's
+        # scripts (a table fragment) get a plain 401.
         anonymous = as_(None)
-        assert anonymous.goto(f"{cluster_dashboard}/runs").status == 401  # type: ignore[union-attr]
+        anonymous.goto(f"{cluster_dashboard}/runs")
+        assert anonymous.url == f"{cluster_dashboard}/login?next=%2Fruns"
+        fragment = anonymous.request.get(f"{cluster_dashboard}/runs?fragment=1")
+        assert fragment.status == 401
         forged = as_("not-a-token")
-        assert forged.goto(f"{cluster_dashboard}/runs").status == 401  # type: ignore[union-attr]
+        forged.goto(f"{cluster_dashboard}/runs")
+        assert forged.url.startswith(f"{cluster_dashboard}/login")
 
         stranger = as_(nobody)
         stranger.goto(f"{cluster_dashboard}/runs")
@@ -120,3 +129,88 @@ def test_each_person_sees_and_does_only_what_their_rights_allow(
         ops.wait_for_url("**/queues")
         assert paused()
         browser.close()
+
+
+def test_a_person_without_a_proxy_signs_in_with_a_token_and_out_again(
+    cluster_dashboard: str, control_plane: ControlPlane, kube_api: client.ApiClient,
+    namespace: str,
+) -> None:
+    make_run(kube_api, namespace, "report", "behave", {"i": 1})
+    make_queue(kube_api, namespace, "emails")
+    read = {"apiGroups": [GROUP], "resources": ["taskruns", "taskqueues"],
+            "verbs": ["get", "list", "watch"]}
+    viewer = account(control_plane, kube_api, namespace, "viewer", [read])
+    operator = account(control_plane, kube_api, namespace, "ops", [
+        read, {"apiGroups": [GROUP], "resources": ["taskqueues"], "verbs": ["patch"]}])
+
+    def paused() -> bool:
+        queue = custom(kube_api).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "taskqueues", "emails")
+        return bool((queue.get("spec") or {}).get("paused"))
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context()
+        page = context.new_page()
+
+        def sign_in(token: str) -> None:
+            page.get_by_label("Token").fill(token)
+            page.get_by_role("button", name="Sign in").click()
+
+        page.goto(f"{cluster_dashboard}/queues")
+        assert page.url == f"{cluster_dashboard}/login?next=%2Fqueues"
+        shot(page, "login")
+        with page.expect_response(lambda r: r.request.method == "POST") as answer:
+            sign_in("not-a-token")
+        assert answer.value.status == 401
+        assert "not accepted by the API server" in page.text_content('[role="alert"]')  # type: ignore[operator]
+        assert not any(c["name"] == "kubetasks_session" for c in context.cookies())
+
+        # The viewer: back where they were going, sees the queue, may not pause it.
+        sign_in(viewer)
+        page.wait_for_url(f"{cluster_dashboard}/queues")
+        page.locator(f'tr[data-queue="{namespace}/emails"]').wait_for()
+        session = next(c for c in context.cookies() if c["name"] == "kubetasks_session")
+        assert session["httpOnly"] and session["sameSite"] == "Strict"
+        assert viewer not in session["value"] and viewer not in page.content()
+        page.once("dialog", lambda dialog: dialog.accept())
+        with page.expect_response(lambda r: r.request.method == "POST") as answer:
+            page.locator(f'tr[data-queue="{namespace}/emails"]').get_by_role(
+                "button", name="Pause").click()
+        assert answer.value.status == 403
+        assert not paused()
+
+        # Sign out: the session ends on the server too (its old id opens nothing).
+        page.goto(f"{cluster_dashboard}/runs")
+        page.get_by_role("link", name="Sign out").click()
+        page.get_by_role("button", name="Sign out").click()
+        page.wait_for_url(f"{cluster_dashboard}/login")
+        replayed = browser.new_context()
+        replayed.add_cookies([{**session}])  # type: ignore[list-item]
+        again = replayed.new_page()
+        again.goto(f"{cluster_dashboard}/runs")
+        assert again.url.startswith(f"{cluster_dashboard}/login")
+        replayed.close()
+
+        # The operator signs in on the same browser and pauses the queue.
+        page.goto(f"{cluster_dashboard}/queues")
+        sign_in(operator)
+        page.wait_for_url(f"{cluster_dashboard}/queues")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.locator(f'tr[data-queue="{namespace}/emails"]').get_by_role(
+            "button", name="Pause").click()
+        page.wait_for_url("**/queues")
+        assert paused()
+        browser.close()
+
+    # A sign-in POSTed without the form's CSRF token (from another site) is refused.
+    forged = urllib.request.Request(
+        f"{cluster_dashboard}/login", data=urllib.parse.urlencode(
+            {"token": operator, "next": "/runs"}).encode(), method="POST",
+        headers={"Cookie": "kubetasks_csrf=abc"})
+    try:
+        urllib.request.urlopen(forged)
+        raise AssertionError("a forged sign-in was accepted")
+    except urllib.error.HTTPError as error:
+        assert error.code == 403
+        assert "kubetasks_session" not in (error.headers.get("Set-Cookie") or "")
