@@ -132,6 +132,7 @@ def test_notes_say_how_to_reach_it_and_sign_in() -> None:
     assert f"kubectl port-forward svc/{NAME} 8484:80 -n {NS}" in text
     assert "Authorization: Bearer" in text
     assert "kubectl create token SERVICE_ACCOUNT -n team-a" in text
+    assert "paste one at /login" in text
     assert "(the Ingress)" not in text
     assert "https://tasks.example.com/ (the Ingress)" in notes(
         "dashboard.enabled=true", "dashboard.ingress.enabled=true",
