@@ -88,7 +88,8 @@ def timed_get(url: str, token: str | None = None) -> float:
 def serve(app: Any) -> tuple[str, uvicorn.Server]:
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
+                                           log_level="warning", access_log=False,
+                                           timeout_graceful_shutdown=1))
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.05)

@@ -7,6 +7,7 @@ a CSRF token and a same-origin check.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import hmac
 import json
@@ -14,6 +15,7 @@ import secrets
 import time
 import urllib.parse
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -91,6 +93,7 @@ class BulkJob:
 HEARTBEAT = 15.0  # seconds between SSE comments, so proxies keep the stream open
 CSRF_COOKIE = "kubetasks_csrf"
 SESSION_COOKIE = "kubetasks_session"
+WORKER_THREADS = 64
 # Whether this request's person signed in with the form (the nav then offers Sign out).
 # Each request runs in a task of its own, so the value never leaks between requests.
 SIGNED_IN: contextvars.ContextVar[bool] = contextvars.ContextVar("signed_in", default=False)
@@ -495,7 +498,7 @@ def create_app(store: Store, kube: KubeApi | None = None, auth: Auth | None = No
             seq = store.seq
             yield ": connected\n\n"
             while not await request.is_disconnected():
-                seq, changes = await asyncio.to_thread(store.changed_since, seq, HEARTBEAT)
+                seq, changes = await store.next_changes(seq, HEARTBEAT)
                 changes = [c for c in changes if (not kinds or c.key[0] in kinds)
                            and visible(c.key[0], c.key[1])]
                 if not changes:
@@ -577,7 +580,15 @@ def create_app(store: Store, kube: KubeApi | None = None, auth: Auth | None = No
         answer.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return answer
 
-    return Starlette(exception_handlers={Denied: denied}, routes=[
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # API calls and followed logs block a thread each (the event streams do not): room
+        # for many people at once, where the default pool has cpu count + 4.
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(
+            WORKER_THREADS, thread_name_prefix="kubetasks-dashboard"))
+        yield
+
+    return Starlette(lifespan=lifespan, exception_handlers={Denied: denied}, routes=[
         Route("/", home),
         Route("/healthz", healthz),
         Route("/login", login, methods=["GET", "POST"]),

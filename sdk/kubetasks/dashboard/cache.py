@@ -3,11 +3,14 @@ watch per kind and namespace, so that pages never list from the API server per r
 
 ``Store`` is pure (events in, objects and a change sequence out); ``Watcher`` feeds it from
 the API server in a thread, relisting when the watch's resourceVersion is too old (410).
-Subscribers (the server-sent events of the pages) wait on ``Store.changed_since``.
+Subscribers (the server-sent events of the pages) wait on ``Store.next_changes`` in the event
+loop, holding no thread while they wait.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -60,6 +63,8 @@ class Store:
     seq: int = 0
     keep_changes: int = 5000
     _cond: threading.Condition = field(default_factory=threading.Condition)
+    _waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(
+        default_factory=list)
 
     def apply(self, plural: str, event_type: str, obj: Json) -> Change | None:
         meta = obj.get("metadata") or {}
@@ -81,6 +86,10 @@ class Store:
             if len(self.changes) > self.keep_changes:
                 del self.changes[: len(self.changes) - self.keep_changes]
             self._cond.notify_all()
+            for loop, event in self._waiters:
+                with contextlib.suppress(RuntimeError):  # its loop has closed
+                    loop.call_soon_threadsafe(event.set)
+            self._waiters.clear()
             return change
 
     def replace(self, plural: str, namespace: str, items: list[Json]) -> list[Change]:
@@ -108,6 +117,26 @@ class Store:
     def get(self, plural: str, namespace: str, name: str) -> Json | None:
         with self._cond:
             return self.objects.get((plural, namespace, name))
+
+    async def next_changes(self, seq: int, timeout: float) -> tuple[int, list[Change]]:
+        """``changed_since`` for the event loop: waits without a thread of its own, so any
+        number of open pages cost no more than their connections."""
+        event = asyncio.Event()
+        waiter = (asyncio.get_running_loop(), event)
+        with self._cond:
+            if self.seq > seq:
+                event.set()
+            else:
+                self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            with self._cond:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        return self.changed_since(seq, 0)
 
     def changed_since(self, seq: int, timeout: float) -> tuple[int, list[Change]]:
         """The changes after ``seq`` (waiting up to ``timeout`` for one), and the new

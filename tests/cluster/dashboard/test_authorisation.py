@@ -51,7 +51,8 @@ def cluster_dashboard(control_plane: ControlPlane, namespace: str) -> Iterator[s
     port = free_port()
     app = create_app(store, auth=ClusterAuth(service))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
+                                           log_level="warning", access_log=False,
+                                           timeout_graceful_shutdown=1))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:

@@ -77,7 +77,8 @@ def dashboard(control_plane: ControlPlane, namespace: str) -> Iterator[str]:
     assert all(w.synced.wait(30) for w in watchers)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(store, kube), host="127.0.0.1",
-                                           port=port, log_level="warning", access_log=False))
+                                           port=port, log_level="warning", access_log=False,
+                                           timeout_graceful_shutdown=1))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

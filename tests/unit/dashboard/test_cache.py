@@ -3,6 +3,7 @@ what it no longer holds, subscribers get what changed since their last sequence.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from kubetasks.dashboard.cache import Store
@@ -51,3 +52,30 @@ def test_subscribers_get_the_changes_after_their_sequence() -> None:
     # Too far behind: every object again.
     _, changes = store.changed_since(seq2, timeout=0)
     assert {c.key[2] for c in changes} == {"a", "b", "x0", "x1", "x2", "x3", "x4"}
+
+
+def test_an_async_subscriber_is_woken_by_a_watch_thread_and_holds_no_thread() -> None:
+    import asyncio
+    import threading
+
+    store = Store()
+
+    async def scenario() -> None:
+        began = time.monotonic()
+        assert await store.next_changes(0, timeout=0.05) == (0, [])  # nothing: times out
+        assert time.monotonic() - began >= 0.05 and store._waiters == []
+        threads = threading.active_count()
+        later = threading.Timer(0.3, store.apply, ("taskruns", "ADDED", run("a", 1)))
+        later.start()
+        waiting = [asyncio.create_task(store.next_changes(0, timeout=10)) for _ in range(50)]
+        await asyncio.sleep(0.1)
+        # Fifty pages wait, and no thread more than the Timer's does.
+        assert len(store._waiters) == 50 and threading.active_count() == threads + 1
+        results = await asyncio.gather(*waiting)
+        assert all(seq == 1 and [c.key[2] for c in changes] == ["a"]
+                   for seq, changes in results)
+        assert time.monotonic() - began < 5 and store._waiters == []
+        # Behind already: answered at once.
+        assert (await store.next_changes(0, timeout=10))[0] == 1
+
+    asyncio.run(scenario())
