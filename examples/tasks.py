@@ -1,6 +1,6 @@
 """The example's tasks: a plain one, a delayed one, a queue with a limit, one limited per
 user by a concurrency key, a flaky one that succeeds on its retry, a parent waiting on a
-child, and a parent fanning out a batch."""
+child, a parent fanning out a batch, and one for a schedule."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 from pydantic import BaseModel
 
-from kubetasks import Context, RetryOptions, queue, task
+from kubetasks import Context, RetryOptions, ScheduledPayload, queue, task
 
 
 class Greeting(BaseModel):
@@ -89,3 +89,10 @@ def announce(payload: str, ctx: Context) -> str:
     """Waits for a child run and uses its result."""
     loud = shout.trigger_and_wait(payload).unwrap()
     return f"{loud} (from child run of {ctx.run.id})"
+
+
+@task(id="daily-digest")
+def daily_digest(payload: ScheduledPayload, ctx: Context) -> dict[str, str]:
+    """Run by a schedule (``kubetasks schedules create daily-digest "0 9 * * mon-fri"``):
+    reports the tick it ran for."""
+    return {"tick": payload.timestamp.isoformat(), "schedule": payload.schedule_id}

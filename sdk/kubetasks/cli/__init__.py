@@ -223,7 +223,7 @@ def dev(ctx: click.Context, modules: tuple[str, ...], driver: str | None, once: 
 @click.pass_context
 def dashboard(ctx: click.Context, host: str, port: int, namespaces: tuple[str, ...],
               per_user: bool) -> None:
-    """Runs, queues, batches and tasks in a browser, live (work in progress)."""
+    """Runs, queues, batches, tasks and schedules in a browser, live, with actions."""
     require_extra("dashboard", ("starlette", "uvicorn", "jinja2"), "kubetasks dashboard")
     from kubetasks._internal.client import KubeApi
     from kubetasks.dashboard.serve import serve

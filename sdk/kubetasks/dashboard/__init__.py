@@ -1,2 +1,2 @@
 """``kubetasks dashboard``: runs, queues, batches, tasks and schedules in a browser, served
-from a watch-fed cache (work in progress on the dashboard-wip branch, issue 17)."""
+from a watch-fed cache, with actions done in each person's own name."""

@@ -134,6 +134,7 @@ class DevSession:
         self.dashboard_url, self._stop_dashboard = start_in_background(
             [self.namespace], kubeconfig=self.local.control_plane.kubeconfig)
         self.say(f"dashboard on {self.dashboard_url}")
+        os.environ["KUBETASKS_DASHBOARD_URL"] = self.dashboard_url  # for --run scripts
 
     def _ensure_namespace(self) -> None:
         from kubetasks._internal.client import KubeApi

@@ -37,7 +37,7 @@ def test_the_example_runs_end_to_end_and_prints_its_results(tmp_path: Path) -> N
     assert "completed=6/6" in lines["review"] and "at most 3 ran at once, 1 per user" in (
         lines["review"])
     assert "all runs ended as expected" in done.stdout
-    assert "deployed 9 task(s) from examples.tasks" in done.stderr
+    assert "deployed 10 task(s) from examples.tasks" in done.stderr
     assert "stopping..." in done.stderr
     # The dashboard came up with the cluster and said where.
     assert re.search(r"dashboard on http://127\.0\.0\.1:\d+/", done.stderr), done.stderr[-3000:]
